@@ -1,0 +1,52 @@
+# mdp: two commands for a newcomer — `make run` and `make test`. Each sets itself up.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mdp-installed
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export DO_NOT_TRACK := true
+export SCARF_NO_ANALYTICS := true
+export UNSTRUCTURED_DISABLE_NOTICE := 1
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup run test ui bench bench-quick lint doctor clean dagster-home
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel
+
+$(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml examples/mdp-parser-example/pyproject.toml scripts/system-deps.sh | $(BIN)/python
+	./scripts/system-deps.sh
+	$(BIN)/pip install -q -e '.[dev]' ./packaging/en_core_web_sm -e ./examples/mdp-parser-example
+	touch $(STAMP)
+
+dagster-home:
+	@mkdir -p $(DAGSTER_HOME)
+	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+setup: $(STAMP) dagster-home
+
+run: setup
+	$(BIN)/mdp run
+
+test: setup
+	$(BIN)/pytest -q
+
+ui: setup
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: setup
+	$(BIN)/mdp bench
+
+bench-quick: setup
+	$(BIN)/mdp bench --quick
+
+lint: setup
+	$(BIN)/ruff check .
+
+doctor: setup
+	$(BIN)/mdp doctor
+
+clean:
+	rm -rf var .dagster_home .pytest_cache

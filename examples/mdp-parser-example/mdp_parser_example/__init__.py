@@ -1,0 +1,1 @@
+"""Example mdp parser plugin (see docs/plugins.md)."""

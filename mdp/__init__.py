@@ -1,0 +1,17 @@
+"""mdp: documents to a versioned, measured vector index, on MLX and Dagster."""
+
+import os
+
+__version__ = "0.1.0"
+
+# Offline and private by default: no telemetry from the libraries we drive.
+for _key, _value in {
+    "DO_NOT_TRACK": "true",
+    "SCARF_NO_ANALYTICS": "true",
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "DAGSTER_DISABLE_TELEMETRY": "true",
+    "TOKENIZERS_PARALLELISM": "false",
+}.items():
+    os.environ.setdefault(_key, _value)

@@ -1,0 +1,114 @@
+"""Embedding throughput: the MLX encoder against sentence-transformers, same texts, same process.
+
+Runs alternate (MLX, ST, MLX, ST, ...) so that load from other processes on a shared machine
+hits both alike; warm-up runs are excluded. ``torch``'s thread count is left at its default.
+Run: ``python -m mdp.bench.embed [--quick]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mdp.blas import activate_openblas, measure_matmul_gflops
+
+activate_openblas()  # before mlx.core is imported anywhere in this process
+
+from mdp.encoder import SentenceEncoder  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+SCIFACT_CORPUS = REPO.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
+
+
+def default_texts(limit: int) -> list[str]:
+    """SciFact abstracts (title + text) when the shared data is present, else repo doc paragraphs."""
+    texts: list[str] = []
+    if SCIFACT_CORPUS.exists():
+        with SCIFACT_CORPUS.open() as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                texts.append(f"{record.get('title', '')} {record.get('text', '')}".strip())
+                if len(texts) >= limit:
+                    break
+        return texts
+    for doc in sorted((REPO / "docs").glob("*.md")):
+        texts.extend(p.strip() for p in doc.read_text().split("\n\n") if len(p.strip()) > 40)
+    if not texts:
+        raise RuntimeError("no benchmark texts: neither SciFact nor docs/*.md paragraphs found")
+    while len(texts) < limit:
+        texts = texts + texts
+    return texts[:limit]
+
+
+def _timed(fn: object, texts: list[str]) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    out = fn(texts)  # type: ignore[operator]
+    return time.perf_counter() - start, np.asarray(out, dtype=np.float32)
+
+
+def run_embed_bench(quick: bool = False, texts: list[str] | None = None) -> dict[str, float | int | str]:
+    """Texts/s of the MLX encoder and of sentence-transformers on the same texts and cores."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    from mdp.tokenizer import default_model_path
+
+    n_texts, rounds = (64, 1) if quick else (256, 3)
+    texts = list(texts) if texts is not None else default_texts(n_texts)
+    encoder = SentenceEncoder()
+    st = SentenceTransformer(str(default_model_path()), device="cpu")
+
+    def st_encode(batch: list[str]) -> np.ndarray:
+        return st.encode(batch, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
+
+    warm = texts[: min(16, len(texts))]
+    encoder.encode(warm)
+    st_encode(warm)
+
+    mlx_times, st_times = [], []
+    mlx_vectors = st_vectors = np.zeros((0, encoder.dim), dtype=np.float32)
+    for _ in range(rounds):
+        seconds, mlx_vectors = _timed(encoder.encode, texts)
+        mlx_times.append(seconds)
+        seconds, st_vectors = _timed(st_encode, texts)
+        st_times.append(seconds)
+
+    cosine = (mlx_vectors * st_vectors).sum(axis=1)
+    tokens = [len(ids) for ids in encoder.token_ids(texts)]
+    mean_tokens = float(np.mean(tokens)) if tokens else 0.0
+    flops_per_text = float(np.mean([encoder.flops_per_text(n) for n in tokens])) if tokens else 0.0
+    gflops = measure_matmul_gflops()
+    mlx_rate = len(texts) / min(mlx_times)
+    st_rate = len(texts) / min(st_times)
+    info = encoder.info()
+    return {
+        "mlx_texts_per_s": round(mlx_rate, 2),
+        "st_texts_per_s": round(st_rate, 2),
+        "ratio": round(mlx_rate / st_rate, 3),
+        "max_cosine_gap": float(1.0 - cosine.min()) if len(cosine) else 0.0,
+        "n_texts": len(texts),
+        "rounds": rounds,
+        "mean_tokens": round(mean_tokens, 1),
+        "matmul_gflops": round(gflops, 1),
+        "flops_per_text": round(flops_per_text),
+        "roofline_texts_per_s": round(gflops * 1e9 / flops_per_text, 2) if flops_per_text else 0.0,
+        "blas": str(info["blas"]),
+        "dtype": str(info["dtype"]),
+        "device": str(info["device"]),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    print(json.dumps(run_embed_bench(quick="--quick" in args), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Ingest benchmark: pages/s of mdp's parallel ``process_files`` against a plain loop.
+
+Both sides start cold on the same text PDFs from ../shared/data/pdfs, in the same run:
+
+- ``loop``: a fresh Python process imports unstructured and calls ``partition_pdf`` on each
+  file in turn (what a script would do); its time includes the import.
+- ``parallel``: ``mdp.isolation.process_files`` with one worker per core, including worker
+  start-up, the encryption/scan checks, chunking and token counting.
+
+PDFs that unstructured's complexity heuristic flags are left out: the plain loop returns
+nothing for them in a fraction of a second, which would flatter it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+PDF_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pdfs"
+
+_LOOP = r"""
+import json, os, sys, time
+started = time.perf_counter()
+os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
+from unstructured.partition.pdf import partition_pdf
+imported = time.perf_counter()
+elements = 0
+for path in sys.argv[1:]:
+    elements += len(partition_pdf(filename=path, strategy="fast", languages=["eng"]))
+done = time.perf_counter()
+print(json.dumps({"seconds": done - started, "import_seconds": imported - started, "elements": elements}))
+"""
+
+
+def bench_files(quick: bool = False) -> list[tuple[Path, int]]:
+    """Text PDFs (no password, no read error, a text layer) with their page counts."""
+    manifest = PDF_DIR / "MANIFEST.tsv"
+    if not manifest.exists():
+        raise FileNotFoundError(
+            f"ingest benchmark needs the shared PDFs at {PDF_DIR} (MANIFEST.tsv beside them); absent here"
+        )
+    from unstructured.partition.pdf import is_pdf_too_complex
+
+    chosen: list[tuple[Path, int]] = []
+    with manifest.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            path = PDF_DIR / row["file"]
+            chars = int(row["pypdf_text_chars_first20p"] or 0)
+            if (
+                row["pypdf_encrypted"] == "False"
+                and not row["pypdf_error"]
+                and row["pypdf_pages"].isdigit()
+                and chars >= 200
+                and "broken" not in row["category"]
+                and path.exists()
+                and not is_pdf_too_complex(filename=str(path))
+            ):
+                chosen.append((path, int(row["pypdf_pages"])))
+    chosen.sort(key=lambda item: item[0].name)
+    if quick:
+        chosen = sorted(chosen, key=lambda item: item[0].stat().st_size)[:8]
+    return chosen
+
+
+def _run_loop(paths: list[Path]) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "UNSTRUCTURED_DISABLE_NOTICE": "1",
+        "DO_NOT_TRACK": "true",
+        "SCARF_NO_ANALYTICS": "true",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _LOOP, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _run_parallel(paths: list[Path]) -> dict[str, Any]:
+    from mdp.config import MdpConfig, ParsingConfig, SourceConfig
+    from mdp.isolation import process_files, worker_count
+    from mdp.sources import discover
+
+    source = SourceConfig(name="bench", root=PDF_DIR, include=[p.name for p in paths])
+    config = MdpConfig(sources=[source], parsing=ParsingConfig(timeout_s=900))
+    files = discover(source, config.parsing).files
+    started = time.perf_counter()
+    chunks = quarantined = 0
+    for outcome in process_files(files, config):
+        chunks += outcome.chunk_count
+        quarantined += len(outcome.quarantine)
+    return {
+        "seconds": time.perf_counter() - started,
+        "chunks": chunks,
+        "quarantined": quarantined,
+        "workers": worker_count(config.parsing, len(files)),
+    }
+
+
+def run_ingest_bench(quick: bool = False) -> dict[str, Any]:
+    files = bench_files(quick)
+    if not files:
+        raise RuntimeError(f"no text PDFs selected from {PDF_DIR}")
+    paths = [p for p, _ in files]
+    pages = sum(n for _, n in files)
+    loop = _run_loop(paths)
+    parallel = _run_parallel(paths)
+    loop_rate = pages / loop["seconds"]
+    parallel_rate = pages / parallel["seconds"]
+    return {
+        "parallel_pages_per_s": round(parallel_rate, 2),
+        "loop_pages_per_s": round(loop_rate, 2),
+        "ratio": round(parallel_rate / loop_rate, 2),
+        "files": len(files),
+        "pages": pages,
+        "workers": parallel["workers"],
+        "parallel_seconds": round(parallel["seconds"], 2),
+        "loop_seconds": round(loop["seconds"], 2),
+        "loop_import_seconds": round(loop["import_seconds"], 2),
+        "chunks": parallel["chunks"],
+        "quarantined": parallel["quarantined"],
+        "cpu_count": os.cpu_count() or 1,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_ingest_bench(quick="--quick" in sys.argv), indent=2))

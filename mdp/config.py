@@ -1,0 +1,145 @@
+"""Project configuration: sources, parsing budgets, chunking, model, store, eval.
+
+Read from a TOML file (``mdp.toml`` by default, ``MDP_CONFIG`` overrides). Every
+relative path in it is resolved against the file's folder, so the same config
+works from the CLI, from Python and from the Dagster UI.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_NAME = "mdp.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """A configured root. Only files under ``root`` are ever read."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", description="Partition key; letters, digits, _ . -")
+    root: Path
+    include: list[str] = Field(default_factory=lambda: ["**/*"], description="Glob patterns relative to root")
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("include")
+    @classmethod
+    def _some_pattern(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("include needs at least one glob pattern, e.g. ['**/*']")
+        return value
+
+
+class JsonlOptions(_Strict):
+    id_field: str = "_id"
+    text_fields: list[str] = Field(default_factory=lambda: ["title", "text"])
+    metadata_fields: list[str] | None = Field(
+        default=None, description="Fields copied to metadata; None copies every field that is not text or id"
+    )
+    title_field: str | None = "title"
+
+
+class ParsingConfig(_Strict):
+    pdf_strategy: Literal["fast", "auto", "hi_res", "ocr_only"] = "fast"
+    timeout_s: float = Field(default=60.0, gt=0, description="Per-document wall-clock budget")
+    memory_mb: int = Field(default=2048, gt=64, description="Per-worker address-space budget")
+    max_file_mb: float = Field(default=200.0, gt=0, description="Larger files are quarantined unread")
+    workers: int = Field(default=0, ge=0, description="Parse worker processes; 0 means one per core")
+    passwords: dict[str, str] = Field(
+        default_factory=dict, description="PDF passwords by file name or glob relative to the source root"
+    )
+    jsonl: JsonlOptions = Field(default_factory=JsonlOptions)
+    languages: list[str] = Field(default_factory=lambda: ["eng"])
+
+
+class ChunkingConfig(_Strict):
+    strategy: Literal["by_title", "basic"] = "by_title"
+    max_tokens: int = Field(default=256, ge=8, description="Hard limit, counted with the encoder's tokenizer")
+    target_tokens: int = Field(default=200, ge=8, description="Soft size chunks aim for")
+    overlap_tokens: int = Field(default=0, ge=0)
+    combine_under_chars: int = 200
+
+
+class ModelConfig(_Strict):
+    path: Path | None = Field(
+        default=None, description="sentence-transformers folder; None = all-MiniLM-L6-v2"
+    )
+    batch_tokens: int = Field(default=8192, ge=256, description="Padded tokens per encoder batch")
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+
+class StoreConfig(_Strict):
+    uri: str = "var/store"
+
+
+class EvalConfig(_Strict):
+    queries: Path | None = Field(default=None, description="queries.jsonl; qrels.tsv beside it")
+    strategies: list[str] = Field(default_factory=lambda: ["vector", "bm25", "hybrid"])
+    primary: str = "hybrid"
+    k: int = 10
+
+
+class MdpConfig(_Strict):
+    sources: list[SourceConfig] = Field(default_factory=list)
+    parsing: ParsingConfig = Field(default_factory=ParsingConfig)
+    chunking: ChunkingConfig = Field(default_factory=ChunkingConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    def source(self, name: str) -> SourceConfig:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise KeyError(f"no source named {name!r} in the config (configured: {known})")
+
+    def resolved(self, base: Path) -> MdpConfig:
+        """Copy with relative paths made absolute against ``base``."""
+
+        def absolute(p: Path | None) -> Path | None:
+            if p is None:
+                return None
+            p = Path(os.path.expanduser(str(p)))
+            return p if p.is_absolute() else (base / p).resolve()
+
+        data = self.model_copy(deep=True)
+        for source in data.sources:
+            source.root = absolute(source.root)  # type: ignore[assignment]
+        data.model.path = absolute(data.model.path)
+        data.eval.queries = absolute(data.eval.queries)
+        if "://" not in data.store.uri:
+            data.store.uri = str(absolute(Path(data.store.uri)))
+        return data
+
+
+def config_path() -> Path:
+    env = os.environ.get("MDP_CONFIG")
+    return Path(env).resolve() if env else PROJECT_ROOT / DEFAULT_CONFIG_NAME
+
+
+def load_config(path: str | Path | None = None) -> MdpConfig:
+    """Load and validate a config file; errors name the file and the field."""
+    file = Path(path).resolve() if path else config_path()
+    if not file.exists():
+        raise FileNotFoundError(
+            f"config file {file} not found: create it (see docs/configuration.md) or set MDP_CONFIG"
+        )
+    with file.open("rb") as fh:
+        try:
+            raw = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{file}: invalid TOML: {exc}") from exc
+    try:
+        config = MdpConfig.model_validate(raw)
+    except Exception as exc:
+        raise ValueError(f"{file}: invalid mdp config:\n{exc}") from exc
+    return config.resolved(file.parent)

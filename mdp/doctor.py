@@ -1,0 +1,128 @@
+"""``mdp doctor``: is every part set up, and what to do when one is not."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mdp.config import PROJECT_ROOT, config_path, load_config
+
+
+def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
+    return {"name": name, "ok": ok, "detail": detail}
+
+
+def check_blas() -> dict[str, Any]:
+    try:
+        from mdp.blas import activate_openblas, blas_info
+
+        activate_openblas()
+        info = blas_info()
+    except Exception as exc:  # report, never crash the doctor
+        return _check("blas", False, f"could not inspect BLAS: {exc}")
+    name = str(info.get("blas", "unknown"))
+    if "reference" in name.lower():
+        return _check(
+            "blas",
+            False,
+            f"{name}: mlx-cpu uses its bundled reference BLAS (~30x slower); "
+            "install OpenBLAS: sudo apt-get install libopenblas0-pthread (make setup does it as root)",
+        )
+    return _check("blas", True, ", ".join(f"{k}={v}" for k, v in info.items()))
+
+
+def check_mlx() -> dict[str, Any]:
+    try:
+        import mlx.core as mx
+
+        return _check("mlx", True, f"mlx {mx.__version__}, device {mx.default_device()}")
+    except Exception as exc:
+        return _check("mlx", False, f"{exc}; on Linux install mlx[cpu] (make setup does it)")
+
+
+def check_model(model_path: Path | None) -> dict[str, Any]:
+    from mdp.tokenizer import max_seq_length, resolve_model_path
+
+    try:
+        folder = resolve_model_path(model_path)
+    except (FileNotFoundError, RuntimeError) as exc:
+        return _check("model", False, str(exc))
+    weights = folder / "model.safetensors"
+    if not weights.exists():
+        return _check("model", False, f"{weights} missing: the folder needs safetensors weights")
+    return _check("model", True, f"{folder} (max {max_seq_length(folder)} tokens)")
+
+
+def check_spacy() -> dict[str, Any]:
+    try:
+        import spacy
+
+        nlp = spacy.load("en_core_web_sm")
+        return _check("spacy-model", True, f"en_core_web_sm {nlp.meta.get('version', '?')} loads offline")
+    except Exception as exc:
+        return _check(
+            "spacy-model",
+            False,
+            f"{exc}; unstructured then extracts NO text from PDFs offline. "
+            "Fix: pip install ./packaging/en_core_web_sm (make setup does it)",
+        )
+
+
+def check_store(uri: str) -> dict[str, Any]:
+    if "://" not in uri:
+        path = Path(uri)
+        parent = path if path.exists() else path.parent
+        while not parent.exists():
+            parent = parent.parent
+        if not os.access(parent, os.W_OK):
+            return _check("store", False, f"{uri} is not writable; set [store] uri or pass --store")
+    try:
+        from mdp.store import VectorStore
+
+        store = VectorStore(uri, read_only=True)
+        return _check("store", True, f"{uri}: version {store.version()}, {store.count_chunks()} chunks")
+    except Exception as exc:
+        return _check("store", False, f"{uri}: {exc}")
+
+
+def check_dagster_home() -> dict[str, Any]:
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return _check(
+            "dagster-home",
+            False,
+            "DAGSTER_HOME is not set: runs would not be kept. Use `make ui` / `make run`, or "
+            f"export DAGSTER_HOME={PROJECT_ROOT / '.dagster_home'} and copy dagster.yaml into it",
+        )
+    if not (Path(home) / "dagster.yaml").exists():
+        return _check("dagster-home", False, f"{home}/dagster.yaml missing: cp dagster.yaml {home}/")
+    return _check("dagster-home", True, home)
+
+
+def run_doctor(config_file: Path | None = None) -> list[dict[str, Any]]:
+    path = Path(config_file) if config_file else config_path()
+    results = []
+    try:
+        config = load_config(path)
+        results.append(_check("config", True, f"{path}: {len(config.sources)} sources"))
+    except Exception as exc:
+        results.append(_check("config", False, str(exc)))
+        config = None
+    results += [check_mlx(), check_blas(), check_model(config.model.path if config else None), check_spacy()]
+    if config:
+        results.append(check_store(config.store.uri))
+        for source in config.sources:
+            exists = Path(source.root).is_dir()
+            results.append(
+                _check(
+                    f"source:{source.name}",
+                    exists,
+                    str(source.root)
+                    if exists
+                    else f"{source.root} does not exist (run `mdp sample` for the "
+                    "bundled corpus, or fix [[sources]] root)",
+                )
+            )
+    results.append(check_dagster_home())
+    return results

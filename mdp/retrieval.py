@@ -1,0 +1,482 @@
+"""Retrieval over one version of the store: exact vectors, BM25 and their fusion.
+
+The chunks of a store version are loaded once into memory: a float32 matrix of the (normalised)
+vectors, searched by exact dot product, and a bm25s index over the chunk texts (English Snowball
+stemming from PyStemmer, bm25s' English stop words). Both are cached per (store uri, version, BM25
+settings), so every Retriever on the same version shares them; a Retriever that follows the latest
+version reloads when the store's version changes.
+
+Hybrid search fuses the two candidate lists (``candidate_depth`` each):
+
+- ``rrf``: reciprocal rank fusion, ``sum 1 / (rrf_k + rank)``.
+- ``weighted``: each list min-max normalised over its candidates, then
+  ``vector_weight * v + bm25_weight * b`` (a candidate missing from a list scores 0 there).
+
+Defaults and how they were chosen (label-free, not tuned on SciFact's test queries): docs/retrieval.md.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+import bm25s
+import numpy as np
+import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
+from pydantic import BaseModel, ConfigDict, Field
+
+from mdp.store import VectorStore
+
+Strategy = Literal["vector", "bm25", "hybrid", "hybrid_rrf", "hybrid_weighted"]
+STRATEGIES: tuple[str, ...] = ("vector", "bm25", "hybrid", "hybrid_rrf", "hybrid_weighted")
+_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+
+
+class Encoder(Protocol):
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+class RetrievalConfig(BaseModel):
+    """Search settings; the defaults are the documented label-free choices (docs/retrieval.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fusion: Literal["rrf", "weighted"] = Field(default="weighted", description="What 'hybrid' means")
+    rrf_k: float = Field(default=60.0, gt=0, description="RRF constant (Cormack et al. 2009)")
+    vector_weight: float = Field(default=0.5, ge=0)
+    bm25_weight: float = Field(default=0.5, ge=0)
+    candidate_depth: int = Field(
+        default=100, ge=1, description="Candidates taken from each list before fusion"
+    )
+    normalization: Literal["minmax", "zscore"] = Field(
+        default="minmax", description="Per-list score normalisation of weighted fusion, over the candidates"
+    )
+    fill_missing: bool = Field(
+        default=False,
+        description="Weighted fusion: score a candidate missing from one list with its exact score there "
+        "(both scores exist for every chunk) instead of 0",
+    )
+    bm25_prf_docs: int = Field(default=0, ge=0, description="RM3 feedback documents for BM25; 0 = off")
+    bm25_prf_terms: int = Field(default=10, ge=1, description="RM3 expansion terms")
+    bm25_prf_query_weight: float = Field(
+        default=0.5, ge=0, le=1, description="RM3 weight of the original query"
+    )
+    vector_prf_docs: int = Field(
+        default=0, ge=0, description="Rocchio feedback chunks for the query vector; 0 = off"
+    )
+    vector_prf_weight: float = Field(default=0.5, ge=0, description="Rocchio weight of the feedback centroid")
+    bm25_k1: float = Field(default=1.5, gt=0)
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+    bm25_method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
+    stemmer: str | None = Field(default="english", description="Snowball language, or None for no stemming")
+    stopwords: bool = True
+    refresh_interval_s: float = Field(
+        default=1.0, ge=0, description="How often a Retriever on the latest version checks for a new one"
+    )
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: str
+    document_id: str
+    external_id: str
+    path: str
+    text: str
+    score: float
+
+
+class Analyzer:
+    """Lower-case word tokens (2+ characters), stop words removed, Snowball-stemmed."""
+
+    def __init__(self, stemmer: str | None = "english", stopwords: bool = True):
+        self._stemmer = Stemmer.Stemmer(stemmer) if stemmer else None
+        self._stop = frozenset(STOPWORDS_EN) if stopwords else frozenset()
+
+    def __call__(self, text: str) -> list[str]:
+        tokens = [t for t in _TOKEN.findall(text.lower()) if t not in self._stop]
+        return self._stemmer.stemWords(tokens) if self._stemmer is not None else tokens
+
+    def to_ids(self, texts: Sequence[str], vocab: dict[str, int]) -> list[list[int]]:
+        """Token ids of many texts, growing ``vocab``; each distinct word is stemmed once."""
+        seen: dict[str, int] = {}  # word -> term id, -1 for a stop word
+        out = []
+        for text in texts:
+            row = []
+            for word in _TOKEN.findall(text.lower()):
+                tid = seen.get(word)
+                if tid is None:
+                    if word in self._stop:
+                        tid = -1
+                    else:
+                        term = self._stemmer.stemWord(word) if self._stemmer is not None else word
+                        tid = vocab.setdefault(term, len(vocab))
+                    seen[word] = tid
+                if tid >= 0:
+                    row.append(tid)
+            out.append(row)
+        return out
+
+
+class _Index:
+    """One store version in memory."""
+
+    def __init__(self, store: VectorStore, version: int, config: RetrievalConfig):
+        columns = ["id", "document_id", "external_id", "path", "text", "vector"]
+        data = store.chunks_arrow(version, columns) if version else None
+        self.version = version
+        self.analyzer = Analyzer(config.stemmer, config.stopwords)
+        if data is None or data.num_rows == 0:
+            self.ids: list[str] = []
+            self.document_ids: list[str] = []
+            self.external_ids: list[str] = []
+            self.paths: list[str] = []
+            self.texts: list[str] = []
+            self.matrix = np.zeros((0, 1), dtype=np.float32)
+            self.bm25: bm25s.BM25 | None = None
+            self.vocab: dict[str, int] = {}
+            self.doc_tokens: list[np.ndarray] = []
+            return
+        self.ids = data["id"].to_pylist()
+        self.document_ids = data["document_id"].to_pylist()
+        self.external_ids = data["external_id"].to_pylist()
+        self.paths = data["path"].to_pylist()
+        self.texts = data["text"].to_pylist()
+        vectors = data["vector"].combine_chunks()
+        dim = vectors.type.list_size
+        flat = vectors.flatten().to_numpy(zero_copy_only=False)
+        self.matrix = np.ascontiguousarray(flat.reshape(len(self.ids), dim), dtype=np.float32)
+        self.vocab = {}
+        corpus_ids = self.analyzer.to_ids(self.texts, self.vocab)
+        self.bm25 = bm25s.BM25(k1=config.bm25_k1, b=config.bm25_b, method=config.bm25_method)
+        if not self.vocab:
+            self.vocab[""] = 0
+        self.bm25.index(bm25s.tokenization.Tokenized(ids=corpus_ids, vocab=self.vocab), show_progress=False)
+        self.doc_tokens = [np.asarray(row, dtype=np.int32) for row in corpus_ids]
+        self._data = np.asarray(self.bm25.scores["data"], dtype=np.float32)
+        self._indices = np.asarray(self.bm25.scores["indices"])
+        self._indptr = np.asarray(self.bm25.scores["indptr"])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def query_token_ids(self, text: str) -> list[int]:
+        return [self.vocab[t] for t in self.analyzer(text) if t in self.vocab]
+
+    def weighted_bm25(self, weights: Mapping[int, float]) -> np.ndarray:
+        """BM25 of every chunk for a weighted bag of term ids (a term counted twice weighs 2)."""
+        scores = np.zeros(len(self.ids), dtype=np.float32)
+        if self.bm25 is None:
+            return scores
+        for term, weight in weights.items():
+            lo, hi = self._indptr[term], self._indptr[term + 1]
+            scores[self._indices[lo:hi]] += np.float32(weight) * self._data[lo:hi]
+        return scores
+
+    def bm25_scores(self, text: str, config: RetrievalConfig) -> np.ndarray:
+        ids = self.query_token_ids(text)
+        if self.bm25 is None or not ids:
+            return np.zeros(len(self.ids), dtype=np.float32)
+        weights: dict[int, float] = {}
+        for t in ids:
+            weights[t] = weights.get(t, 0.0) + 1.0
+        scores = self.weighted_bm25(weights)
+        if config.bm25_prf_docs:
+            scores = self._rm3(weights, scores, config)
+        return scores
+
+    def _rm3(self, query: dict[int, float], scores: np.ndarray, config: RetrievalConfig) -> np.ndarray:
+        """RM3: expand the query with the top terms of the first-pass top documents, then rescore."""
+        top, top_scores = _top(scores, config.bm25_prf_docs, positive_only=True)
+        if len(top) == 0:
+            return scores
+        feedback: dict[int, float] = {}
+        for doc, doc_score in zip(top.tolist(), top_scores.tolist(), strict=True):
+            terms, counts = np.unique(self.doc_tokens[doc], return_counts=True)
+            if not len(terms):
+                continue
+            weights = counts / counts.sum() * doc_score
+            for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
+                feedback[t] = feedback.get(t, 0.0) + w
+        best = sorted(feedback.items(), key=lambda item: -item[1])[: config.bm25_prf_terms]
+        fb_total = sum(w for _, w in best) or 1.0
+        q_total = sum(query.values())
+        lam = config.bm25_prf_query_weight
+        expanded: dict[int, float] = {t: lam * w / q_total for t, w in query.items()}
+        for t, w in best:
+            expanded[t] = expanded.get(t, 0.0) + (1 - lam) * w / fb_total
+        return self.weighted_bm25(expanded)
+
+
+def _top(scores: np.ndarray, k: int, positive_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and scores of the k best, best first (ties broken by row order)."""
+    n = scores.shape[0]
+    if n == 0 or k <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    part = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
+    order = part[np.lexsort((part, -scores[part]))]
+    values = scores[order]
+    if positive_only:
+        keep = values > 0
+        order, values = order[keep], values[keep]
+    return order, values
+
+
+def rrf_fuse(lists: Sequence[tuple[np.ndarray, np.ndarray]], rrf_k: float) -> dict[int, float]:
+    fused: dict[int, float] = {}
+    for indices, _ in lists:
+        for rank, idx in enumerate(indices.tolist()):
+            fused[idx] = fused.get(idx, 0.0) + 1.0 / (rrf_k + rank + 1)
+    return fused
+
+
+def _normaliser(scores: np.ndarray, method: str) -> tuple[float, float]:
+    """(shift, scale) so that (x - shift) / scale is the normalised score."""
+    if method == "zscore":
+        std = float(scores.std())
+        return float(scores.mean()), std if std > 0 else 1.0
+    lo, hi = float(scores.min()), float(scores.max())
+    return lo, (hi - lo) if hi > lo else 1.0
+
+
+def weighted_fuse(
+    lists: Sequence[tuple[np.ndarray, np.ndarray]],
+    weights: Sequence[float],
+    normalization: str = "minmax",
+    full_scores: Sequence[np.ndarray] | None = None,
+) -> dict[int, float]:
+    """Normalise each list over its candidates, then a weighted sum.
+
+    A candidate missing from a list scores 0 there, unless ``full_scores`` (every row's raw score per
+    list) is given: then its real score is normalised the same way (min-max clipped at 0).
+    """
+    candidates = sorted({i for indices, _ in lists for i in indices.tolist()})
+    fused: dict[int, float] = dict.fromkeys(candidates, 0.0)
+    for n, ((indices, scores), weight) in enumerate(zip(lists, weights, strict=True)):
+        if len(indices) == 0 or weight == 0:
+            continue
+        shift, scale = _normaliser(scores, normalization)
+        if full_scores is not None:
+            values = (full_scores[n][candidates] - shift) / scale
+            if normalization == "minmax":
+                values = np.clip(values, 0.0, None)
+            for idx, value in zip(candidates, values.tolist(), strict=True):
+                fused[idx] += weight * value
+        else:
+            norm = (scores - shift) / scale
+            for idx, value in zip(indices.tolist(), norm.tolist(), strict=True):
+                fused[idx] += weight * value
+    return fused
+
+
+def _check_strategy(strategy: str) -> None:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+_CACHE: OrderedDict[tuple[Any, ...], _Index] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_SIZE = 2
+
+
+def _load_index(store: VectorStore, version: int, config: RetrievalConfig) -> _Index:
+    key = (
+        store.uri,
+        version,
+        config.bm25_k1,
+        config.bm25_b,
+        config.bm25_method,
+        config.stemmer,
+        config.stopwords,
+    )
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit
+    index = _Index(store, version, config)
+    with _CACHE_LOCK:
+        _CACHE[key] = index
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return index
+
+
+def clear_index_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+class Retriever:
+    """Search one version of a store (``version=None``: the latest, followed as it changes)."""
+
+    def __init__(
+        self,
+        store: VectorStore,
+        encoder: Encoder | None = None,
+        version: int | None = None,
+        config: RetrievalConfig | None = None,
+    ):
+        self.store = store
+        self.encoder = encoder
+        self.pinned_version = version
+        self.config = config or RetrievalConfig()
+        self._index: _Index | None = None
+        self._checked = 0.0
+
+    # ------------------------------------------------------------------ index
+    @property
+    def version(self) -> int:
+        return self._current().version
+
+    def refresh(self) -> int:
+        """Reload if the store moved on (only when following the latest version); returns the version."""
+        self._checked = 0.0
+        return self._current().version
+
+    def _current(self) -> _Index:
+        now = time.monotonic()
+        if self._index is not None and (
+            self.pinned_version is not None or now - self._checked < self.config.refresh_interval_s
+        ):
+            return self._index
+        version = self.pinned_version if self.pinned_version is not None else self.store.version()
+        self._checked = now
+        if self._index is None or self._index.version != version:
+            self._index = _load_index(self.store, version, self.config)
+        return self._index
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    # ------------------------------------------------------------------ search
+    def encode_queries(self, queries: list[str]) -> np.ndarray:
+        """Query vectors; an encoder with ``encode_queries`` (instruction prefixes) is asked for that."""
+        if self.encoder is None:
+            raise ValueError("vector and hybrid search need an encoder: Retriever(store, encoder=...)")
+        encode = getattr(self.encoder, "encode_queries", None) or self.encoder.encode
+        vectors = np.asarray(encode(queries), dtype=np.float32)
+        return vectors.reshape(len(queries), -1)
+
+    def _vector_scores(self, index: _Index, vectors: np.ndarray) -> np.ndarray:
+        """Dot products of every query with every chunk, shape (queries, chunks); Rocchio PRF if set."""
+        if len(index) == 0:
+            return np.zeros((len(vectors), 0), dtype=np.float32)
+        if vectors.shape[1] != index.matrix.shape[1]:
+            raise ValueError(
+                f"query vectors have dimension {vectors.shape[1]} but the index holds "
+                f"{index.matrix.shape[1]}: use the model that built the store"
+            )
+        scores = vectors @ index.matrix.T if len(vectors) > 1 else (index.matrix @ vectors[0])[None, :]
+        m = self.config.vector_prf_docs
+        if m:
+            expanded = np.empty_like(vectors)
+            for row in range(len(vectors)):
+                top, _ = _top(scores[row], m)
+                q = vectors[row] + self.config.vector_prf_weight * index.matrix[top].mean(axis=0)
+                expanded[row] = q / (np.linalg.norm(q) or 1.0)
+            scores = expanded @ index.matrix.T if len(vectors) > 1 else (index.matrix @ expanded[0])[None, :]
+        return scores
+
+    def _ranked(
+        self, index: _Index, strategy: str, queries: list[str], vectors: np.ndarray | None, k: int
+    ) -> list[list[tuple[int, float]]]:
+        cfg = self.config
+        _check_strategy(strategy)
+        if strategy == "bm25":
+            out = []
+            for q in queries:
+                idx, sc = _top(index.bm25_scores(q, cfg), k, positive_only=True)
+                out.append(list(zip(idx.tolist(), sc.tolist(), strict=True)))
+            return out
+        if vectors is None:
+            raise ValueError(f"strategy {strategy!r} needs query vectors")
+        vector_scores = self._vector_scores(index, vectors)
+        if strategy == "vector":
+            return [list(zip(*(a.tolist() for a in _top(row, k)), strict=True)) for row in vector_scores]
+        depth = max(cfg.candidate_depth, k)
+        method = cfg.fusion if strategy == "hybrid" else strategy.removeprefix("hybrid_")
+        out = []
+        for q, vec_row in zip(queries, vector_scores, strict=True):
+            bm_row = index.bm25_scores(q, cfg)
+            vec_list = _top(vec_row, depth)
+            bm_list = _top(bm_row, depth, positive_only=True)
+            if method == "rrf":
+                fused = rrf_fuse([vec_list, bm_list], cfg.rrf_k)
+            else:
+                fused = weighted_fuse(
+                    [vec_list, bm_list],
+                    [cfg.vector_weight, cfg.bm25_weight],
+                    cfg.normalization,
+                    [vec_row, bm_row] if cfg.fill_missing else None,
+                )
+            out.append(sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k])
+        return out
+
+    def _hits(self, index: _Index, ranked: list[tuple[int, float]]) -> list[Hit]:
+        return [
+            Hit(
+                chunk_id=index.ids[i],
+                document_id=index.document_ids[i],
+                external_id=index.external_ids[i],
+                path=index.paths[i],
+                text=index.texts[i],
+                score=float(s),
+            )
+            for i, s in ranked
+        ]
+
+    def search(self, query: str, strategy: Strategy | str = "hybrid", k: int = 10) -> list[Hit]:
+        return self.search_batch([query], strategy, k)[0]
+
+    def search_batch(
+        self, queries: Sequence[str], strategy: Strategy | str = "hybrid", k: int = 10
+    ) -> list[list[Hit]]:
+        queries = list(queries)
+        _check_strategy(strategy)
+        if not queries:
+            return []
+        index = self._current()
+        vectors = self.encode_queries(queries) if strategy != "bm25" else None
+        return [self._hits(index, r) for r in self._ranked(index, strategy, queries, vectors, k)]
+
+    def search_vectors(
+        self, queries: Sequence[str], vectors: np.ndarray, strategy: Strategy | str = "hybrid", k: int = 10
+    ) -> list[list[Hit]]:
+        """Like search_batch with the query vectors already computed (benchmarks, cached encoders)."""
+        index = self._current()
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(queries), -1)
+        return [self._hits(index, r) for r in self._ranked(index, strategy, list(queries), vectors, k)]
+
+    def rank_documents(
+        self,
+        queries: Mapping[str, str],
+        strategy: Strategy | str = "hybrid",
+        k: int = 100,
+        vectors: np.ndarray | None = None,
+    ) -> dict[str, dict[str, float]]:
+        """``{qid: {external_id: score}}``: chunk hits aggregated to documents by their best chunk."""
+        _check_strategy(strategy)
+        qids = list(queries)
+        texts = [queries[q] for q in qids]
+        index = self._current()
+        if strategy != "bm25" and vectors is None:
+            vectors = self.encode_queries(texts)
+        if vectors is not None:
+            vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
+        chunks_per_doc = max(1.0, len(index) / max(1, len(set(index.document_ids)))) if len(index) else 1.0
+        depth = int(k * min(4.0, chunks_per_doc)) + 1 if chunks_per_doc > 1 else k
+        run: dict[str, dict[str, float]] = {}
+        for qid, ranked in zip(qids, self._ranked(index, strategy, texts, vectors, depth), strict=True):
+            docs: dict[str, float] = {}
+            for i, score in ranked:
+                ext = index.external_ids[i]
+                if ext not in docs or score > docs[ext]:
+                    docs[ext] = float(score)
+            run[qid] = dict(sorted(docs.items(), key=lambda item: -item[1])[:k])
+        return run

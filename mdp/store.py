@@ -1,0 +1,745 @@
+"""The on-disk vector store: chunks, the documents manifest, the embedding cache and version log.
+
+LanceDB embedded, one folder (or an object-store URI) with four tables:
+
+- ``chunks``: one row per chunk, its text and vector. ``id`` carries the field metadata
+  ``lance-schema:unenforced-primary-key`` so concurrent ``merge_insert`` calls cannot duplicate keys.
+- ``documents``: the manifest, one row per document (chunked or quarantined) with its hashes.
+- ``embedding_cache``: ``(model_key, text_hash) -> vector``, so unchanged texts are never re-encoded.
+- ``index_versions``: one row per write of ``apply``: chunks version, run id, counts, manifest digest.
+
+Writes go through :meth:`VectorStore.apply`, which replaces every changed document's chunks in one
+commit on ``chunks`` and then updates the manifest. One writer at a time: a file lock in the store
+folder is held during ``apply``, ``put_cached`` and ``optimize``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import lancedb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+from filelock import FileLock, Timeout
+
+from mdp.schemas import Chunk, Document, QuarantineRecord
+
+CHUNKS = "chunks"
+DOCUMENTS = "documents"
+CACHE = "embedding_cache"
+VERSIONS = "index_versions"
+PK_META = {b"lance-schema:unenforced-primary-key": b"true"}
+LOCK_NAME = ".mdp-writer.lock"
+STATUS_CHUNKED = "chunked"
+STATUS_QUARANTINED = "quarantined"
+
+
+class StoreLockedError(RuntimeError):
+    """Another writer holds the store's lock."""
+
+
+class ReadOnlyStoreError(RuntimeError):
+    """A write was attempted on a store opened with ``read_only=True``."""
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    version: int
+    chunks_written: int
+    chunks_deleted: int
+    documents_written: int
+    documents_deleted: int
+
+    @property
+    def changed(self) -> bool:
+        return bool(
+            self.chunks_written or self.chunks_deleted or self.documents_written or self.documents_deleted
+        )
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    document_id: str
+    source: str
+    path: str
+    relpath: str
+    external_id: str
+    content_hash: str
+    file_hash: str
+    format: str
+    status: str
+    n_chunks: int
+    reason: str
+    model_id: str
+    model_version: str
+    run_id: str
+    updated_at: datetime
+    chunks_digest: str
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    timestamp: datetime
+    rows: int | None
+    run_id: str | None = None
+    source: str | None = None
+    manifest_digest: str | None = None
+
+
+def chunks_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False, metadata=PK_META),
+            pa.field("document_id", pa.string(), nullable=False),
+            pa.field("source", pa.string()),
+            pa.field("external_id", pa.string()),
+            pa.field("path", pa.string()),
+            pa.field("text", pa.string()),
+            pa.field("text_hash", pa.string()),
+            pa.field("position", pa.int32()),
+            pa.field("pages", pa.list_(pa.int32())),
+            pa.field("element_types", pa.list_(pa.string())),
+            pa.field("token_count", pa.int32()),
+            pa.field("metadata", pa.string()),
+            pa.field("vector", pa.list_(pa.float32(), dim)),
+        ]
+    )
+
+
+DOCUMENTS_SCHEMA = pa.schema(
+    [
+        pa.field("document_id", pa.string(), nullable=False, metadata=PK_META),
+        pa.field("source", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field("relpath", pa.string()),
+        pa.field("external_id", pa.string()),
+        pa.field("content_hash", pa.string()),
+        pa.field("file_hash", pa.string()),
+        pa.field("format", pa.string()),
+        pa.field("status", pa.string()),
+        pa.field("n_chunks", pa.int32()),
+        pa.field("reason", pa.string()),
+        pa.field("model_id", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("run_id", pa.string()),
+        pa.field("updated_at", pa.timestamp("us", tz="UTC")),
+        pa.field("chunks_digest", pa.string()),
+        pa.field("stage", pa.string()),
+        pa.field("line", pa.int32()),
+    ]
+)
+
+CACHE_SCHEMA = pa.schema(
+    [
+        pa.field("model_key", pa.string(), nullable=False),
+        pa.field("text_hash", pa.string(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32())),
+    ]
+)
+
+VERSIONS_SCHEMA = pa.schema(
+    [
+        pa.field("version", pa.int64()),
+        pa.field("documents_version", pa.int64()),
+        pa.field("run_id", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("model_id", pa.string()),
+        pa.field("model_version", pa.string()),
+        pa.field("chunks", pa.int64()),
+        pa.field("chunks_written", pa.int64()),
+        pa.field("chunks_deleted", pa.int64()),
+        pa.field("documents_written", pa.int64()),
+        pa.field("documents_deleted", pa.int64()),
+        pa.field("manifest_digest", pa.string()),
+        pa.field("timestamp", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def _sql_list(values: Iterable[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def _in_filter(column: str, values: Sequence[str]) -> str:
+    return f"{column} IN ({_sql_list(values)})"
+
+
+def _relpath(document: Document) -> str:
+    # Document ids are '<source>:<relpath>' or '<source>:<relpath>#<record>'.
+    rest = document.id.split(":", 1)[1] if ":" in document.id else document.id
+    return rest.split("#", 1)[0]
+
+
+def chunks_digest(chunks: Sequence[Chunk]) -> str:
+    """What decides whether a document's stored chunks must be rewritten (vectors excluded)."""
+    h = hashlib.sha256()
+    for c in sorted(chunks, key=lambda c: c.position):
+        item = [c.id, c.position, c.text_hash, c.pages, c.element_types, c.token_count, c.metadata]
+        h.update(json.dumps(item, sort_keys=True, default=str).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def quarantine_document_id(record: QuarantineRecord) -> str:
+    if record.document_id:
+        return record.document_id
+    suffix = f"#L{record.line}" if record.line is not None else ""
+    return f"{record.source}:{record.path}{suffix}"
+
+
+def _scan(table: Any, columns: Sequence[str] | None = None, where: str | None = None) -> pa.Table:
+    """Read rows of a LanceDB table (no pylance needed): optional projection and SQL filter."""
+    if columns is None and where is None:
+        return table.to_arrow()
+    query = table.search()
+    if where:
+        query = query.where(where)
+    if columns:
+        query = query.select(list(columns))
+    return query.limit(None).to_arrow()
+
+
+def _is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def _local_path(uri: str) -> Path:
+    return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+
+
+class VectorStore:
+    """LanceDB-backed store of chunks, manifest, embedding cache and version log."""
+
+    def __init__(self, uri: str | os.PathLike[str], *, read_only: bool = False, lock_timeout_s: float = 60.0):
+        self.uri = str(uri)
+        self.read_only = read_only
+        self.lock_timeout_s = lock_timeout_s
+        if _is_local(self.uri):
+            root = _local_path(self.uri)
+            if not read_only:
+                root.mkdir(parents=True, exist_ok=True)
+            self.lock_path = root / LOCK_NAME
+        else:
+            digest = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
+            self.lock_path = Path(tempfile.gettempdir()) / f"mdp-store-{digest}.lock"
+        # Strong consistency: every read checks for commits made by other processes.
+        self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0))
+        self._tables: dict[str, Any] = {}
+        self._cache_mem: dict[str, tuple[int, dict[str, np.ndarray]]] = {}
+
+    # ------------------------------------------------------------------ plumbing
+    def __repr__(self) -> str:
+        return f"VectorStore({self.uri!r}, read_only={self.read_only})"
+
+    def _table(self, name: str) -> Any | None:
+        table = self._tables.get(name)
+        if table is not None:
+            return table
+        try:
+            table = self._db.open_table(name)
+        except (ValueError, FileNotFoundError):
+            return None
+        self._tables[name] = table
+        return table
+
+    def _create(self, name: str, data: pa.Table) -> Any:
+        table = self._db.create_table(name, data=data, exist_ok=True)
+        self._tables[name] = table
+        if data.num_rows and table.count_rows() == 0:
+            # exist_ok returned a table another writer created empty; add our rows.
+            table.add(data)
+        return table
+
+    def _writer_lock(self) -> FileLock:
+        if self.read_only:
+            raise ReadOnlyStoreError(f"store {self.uri} was opened read-only")
+        return FileLock(str(self.lock_path), timeout=self.lock_timeout_s)
+
+    def _locked(self) -> _LockContext:
+        return _LockContext(self._writer_lock(), self.lock_path)
+
+    # ------------------------------------------------------------------ reading
+    def version(self) -> int:
+        """Version of the chunks table; 0 while the store has no chunks table."""
+        table = self._table(CHUNKS)
+        return 0 if table is None else int(table.version)
+
+    def count_chunks(self, version: int | None = None) -> int:
+        table = self._table(CHUNKS)
+        if table is None:
+            return 0
+        if version is None:
+            return int(table.count_rows())
+        return int(self._checkout(version).count_rows())
+
+    def _checkout(self, version: int) -> Any:
+        table = self._db.open_table(CHUNKS)
+        table.checkout(int(version))
+        return table
+
+    def chunks_arrow(self, version: int | None = None, columns: Sequence[str] | None = None) -> pa.Table:
+        table = self._table(CHUNKS)
+        if table is None:
+            return chunks_schema(1).empty_table() if columns is None else pa.table({c: [] for c in columns})
+        if version is not None:
+            table = self._checkout(version)
+        return _scan(table, columns)
+
+    def chunks_frame(self, version: int | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+        """Chunks as a DataFrame, at ``version`` (time travel) or the latest."""
+        return self.chunks_arrow(version, columns).to_pandas()
+
+    def _documents_arrow(self, source: str | None = None) -> pa.Table:
+        table = self._table(DOCUMENTS)
+        if table is None:
+            return DOCUMENTS_SCHEMA.empty_table()
+        data = _scan(table)
+        if source is not None:
+            data = data.filter(pc.equal(data["source"], source))
+        return data
+
+    def manifest(self, source: str | None = None) -> dict[str, ManifestEntry]:
+        rows = self._documents_arrow(source).to_pylist()
+        fields = ManifestEntry.__dataclass_fields__
+        return {r["document_id"]: ManifestEntry(**{k: r[k] for k in fields}) for r in rows}
+
+    def quarantine(self, source: str | None = None) -> pd.DataFrame:
+        data = self._documents_arrow(source)
+        data = data.filter(pc.equal(data["status"], STATUS_QUARANTINED))
+        return data.to_pandas()
+
+    def manifest_digest(self, source: str | None = None) -> str:
+        """sha256 over the sorted (document_id, content_hash) pairs of the manifest."""
+        data = self._documents_arrow(source)
+        pairs = sorted(zip(data["document_id"].to_pylist(), data["content_hash"].to_pylist(), strict=True))
+        h = hashlib.sha256()
+        for doc_id, content in pairs:
+            h.update(f"{doc_id}\t{content}\n".encode())
+        return h.hexdigest()
+
+    def versions(self) -> list[VersionInfo]:
+        """Versions of the chunks table still on disk, with the run that wrote each (when known)."""
+        table = self._table(CHUNKS)
+        if table is None:
+            return []
+        log: dict[int, dict[str, Any]] = {}
+        vtable = self._table(VERSIONS)
+        if vtable is not None:
+            for row in _scan(vtable).to_pylist():
+                log.setdefault(int(row["version"]), row)  # the run that produced the version
+        out = []
+        for v in table.list_versions():
+            number = int(v["version"])
+            row = log.get(number)
+            rows = int(row["chunks"]) if row else self._checkout(number).count_rows()
+            ts = v["timestamp"]
+            if isinstance(ts, datetime) and ts.tzinfo is None:
+                ts = ts.replace(tzinfo=UTC)
+            out.append(
+                VersionInfo(
+                    version=number,
+                    timestamp=ts,
+                    rows=rows,
+                    run_id=row["run_id"] if row else None,
+                    source=row["source"] if row else None,
+                    manifest_digest=row["manifest_digest"] if row else None,
+                )
+            )
+        return out
+
+    def version_log(self) -> pd.DataFrame:
+        table = self._table(VERSIONS)
+        if table is None:
+            return VERSIONS_SCHEMA.empty_table().to_pandas()
+        return _scan(table).to_pandas()
+
+    def size_bytes(self) -> int:
+        if _is_local(self.uri):
+            root = _local_path(self.uri)
+            return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+        fs, path = pafs.FileSystem.from_uri(self.uri)
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+        return sum(i.size or 0 for i in infos if i.type == pafs.FileType.File)
+
+    # ------------------------------------------------------------------ embedding cache
+    def _cache_for(self, model_key: str) -> dict[str, np.ndarray]:
+        table = self._table(CACHE)
+        if table is None:
+            return {}
+        version = int(table.version)
+        hit = self._cache_mem.get(model_key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        data = _scan(
+            table, ["text_hash", "vector"], f"model_key = '{model_key.replace(chr(39), chr(39) * 2)}'"
+        )
+        mapping: dict[str, np.ndarray] = {}
+        if data.num_rows:
+            flat = data["vector"].combine_chunks()
+            values = flat.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+            dim = len(values) // data.num_rows
+            matrix = values.reshape(data.num_rows, dim)
+            mapping = dict(zip(data["text_hash"].to_pylist(), matrix, strict=True))
+        self._cache_mem[model_key] = (version, mapping)
+        return mapping
+
+    def get_cached(self, model_key: str, text_hashes: Iterable[str]) -> dict[str, np.ndarray]:
+        """Vectors already computed by ``model_key`` for these text hashes (missing ones left out)."""
+        cache = self._cache_for(model_key)
+        return {h: cache[h] for h in text_hashes if h in cache}
+
+    def put_cached(self, model_key: str, text_hashes: Sequence[str], vectors: np.ndarray) -> int:
+        """Store vectors for text hashes not cached yet; returns how many rows were written."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(text_hashes) != len(vectors):
+            raise ValueError(f"{len(text_hashes)} text hashes but {len(vectors)} vectors")
+        if not len(text_hashes):
+            return 0
+        with self._locked():
+            existing = self._cache_for(model_key)
+            seen: set[str] = set()
+            keep = []
+            for i, h in enumerate(text_hashes):
+                if h not in existing and h not in seen:
+                    seen.add(h)
+                    keep.append(i)
+            if not keep:
+                return 0
+            sub = vectors[keep]
+            data = pa.table(
+                {
+                    "model_key": pa.array([model_key] * len(keep), pa.string()),
+                    "text_hash": pa.array([text_hashes[i] for i in keep], pa.string()),
+                    "vector": pa.FixedSizeListArray.from_arrays(pa.array(sub.reshape(-1)), sub.shape[1]).cast(
+                        pa.list_(pa.float32())
+                    ),
+                },
+                schema=CACHE_SCHEMA,
+            )
+            table = self._table(CACHE)
+            if table is None:
+                self._create(CACHE, data)
+            else:
+                table.add(data)
+            return len(keep)
+
+    # ------------------------------------------------------------------ writing
+    def apply(
+        self,
+        source: str,
+        upserts: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]],
+        quarantined: Sequence[tuple[Document | None, QuarantineRecord, str]] = (),
+        deleted_document_ids: Sequence[str] = (),
+        *,
+        file_hashes: dict[str, str] | None = None,
+        run_id: str = "",
+        model_id: str = "",
+        model_version: str = "",
+    ) -> ApplyResult:
+        """Bring the store in line with one source's changes.
+
+        Every upserted document's chunks are replaced, and deleted or newly quarantined documents'
+        chunks removed, in ONE commit on the chunks table; the manifest is updated after it. A crash
+        between the two leaves the manifest behind the chunks, so the next run re-applies those
+        documents (apply is idempotent). Documents whose manifest entry already matches are skipped;
+        when nothing differs nothing is written and the version stays the same.
+        """
+        file_hashes = file_hashes or {}
+        for document, chunks, vectors in upserts:
+            if document.source != source:
+                raise ValueError(
+                    f"document {document.id} belongs to source {document.source!r}, not {source!r}"
+                )
+            if len(chunks) != len(vectors):
+                raise ValueError(f"document {document.id}: {len(chunks)} chunks but {len(vectors)} vectors")
+            for chunk in chunks:
+                if chunk.document_id != document.id:
+                    raise ValueError(f"chunk {chunk.id} does not belong to document {document.id}")
+        with self._locked():
+            return self._apply_locked(
+                source,
+                upserts,
+                quarantined,
+                deleted_document_ids,
+                file_hashes,
+                run_id,
+                model_id,
+                model_version,
+            )
+
+    def _apply_locked(
+        self,
+        source: str,
+        upserts: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]],
+        quarantined: Sequence[tuple[Document | None, QuarantineRecord, str]],
+        deleted_document_ids: Sequence[str],
+        file_hashes: dict[str, str],
+        run_id: str,
+        model_id: str,
+        model_version: str,
+    ) -> ApplyResult:
+        now = datetime.now(UTC)
+        manifest = self.manifest()
+        doc_rows: list[dict[str, Any]] = []
+        chunk_parts: list[tuple[Document, Sequence[Chunk], np.ndarray]] = []
+        replace_ids: list[str] = []  # documents whose chunks are replaced or removed
+        chunks_written = 0
+
+        for document, chunks, vectors in upserts:
+            digest = chunks_digest(chunks)
+            fhash = file_hashes.get(document.id, document.content_hash)
+            old = manifest.get(document.id)
+            if (
+                old is not None
+                and old.status == STATUS_CHUNKED
+                and old.content_hash == document.content_hash
+                and old.file_hash == fhash
+                and old.chunks_digest == digest
+                and old.model_id == model_id
+                and old.model_version == model_version
+            ):
+                continue
+            replace_ids.append(document.id)
+            if chunks:
+                chunk_parts.append((document, chunks, vectors))
+                chunks_written += len(chunks)
+            doc_rows.append(
+                {
+                    "document_id": document.id,
+                    "source": source,
+                    "path": document.path,
+                    "relpath": _relpath(document),
+                    "external_id": document.external_id,
+                    "content_hash": document.content_hash,
+                    "file_hash": fhash,
+                    "format": document.format,
+                    "status": STATUS_CHUNKED,
+                    "n_chunks": len(chunks),
+                    "reason": "",
+                    "model_id": model_id,
+                    "model_version": model_version,
+                    "run_id": run_id,
+                    "updated_at": now,
+                    "chunks_digest": digest,
+                    "stage": "",
+                    "line": None,
+                }
+            )
+
+        for document, record, fhash in quarantined:
+            doc_id = document.id if document is not None else quarantine_document_id(record)
+            content_hash = (document.content_hash if document is not None else record.content_hash) or ""
+            old = manifest.get(doc_id)
+            if (
+                old is not None
+                and old.status == STATUS_QUARANTINED
+                and old.reason == record.reason
+                and old.content_hash == content_hash
+                and old.file_hash == fhash
+            ):
+                continue
+            if old is not None and old.n_chunks:
+                replace_ids.append(doc_id)
+            relpath = _relpath(document) if document is not None else record.path
+            doc_rows.append(
+                {
+                    "document_id": doc_id,
+                    "source": source,
+                    "path": document.path if document is not None else record.path,
+                    "relpath": relpath,
+                    "external_id": document.external_id if document is not None else "",
+                    "content_hash": content_hash,
+                    "file_hash": fhash,
+                    "format": document.format if document is not None else "",
+                    "status": STATUS_QUARANTINED,
+                    "n_chunks": 0,
+                    "reason": record.reason,
+                    "model_id": model_id,
+                    "model_version": model_version,
+                    "run_id": run_id,
+                    "updated_at": now,
+                    "chunks_digest": "",
+                    "stage": record.stage,
+                    "line": record.line,
+                }
+            )
+
+        deleted = [d for d in dict.fromkeys(deleted_document_ids) if d in manifest]
+        written_ids = {r["document_id"] for r in doc_rows}
+        deleted = [d for d in deleted if d not in written_ids]
+        chunk_deletes = [d for d in deleted if manifest[d].n_chunks]
+        if not doc_rows and not deleted:
+            return ApplyResult(self.version(), 0, 0, 0, 0)
+
+        # ---- one commit on the chunks table
+        affected = list(dict.fromkeys(replace_ids + chunk_deletes))
+        chunks_deleted = 0
+        chunks_table = self._table(CHUNKS)
+        if affected:
+            old_ids: set[str] = set()
+            if chunks_table is not None:
+                old = _scan(chunks_table, ["id"], _in_filter("document_id", affected))
+                old_ids = set(old["id"].to_pylist())
+            data = self._chunk_rows(chunk_parts) if chunk_parts else None
+            new_ids = set(data["id"].to_pylist()) if data is not None else set()
+            chunks_deleted = len(old_ids - new_ids)
+            if data is not None:
+                if chunks_table is None:
+                    chunks_table = self._create(CHUNKS, data)
+                else:
+                    self._check_dim(chunks_table, data)
+                    (
+                        chunks_table.merge_insert("id")
+                        .when_matched_update_all()
+                        .when_not_matched_insert_all()
+                        .when_not_matched_by_source_delete(_in_filter("document_id", affected))
+                        .execute(data)
+                    )
+            elif chunks_table is not None and old_ids:
+                chunks_table.delete(_in_filter("document_id", affected))
+
+        # ---- manifest
+        docs_table = self._table(DOCUMENTS)
+        if doc_rows:
+            data = pa.Table.from_pylist(doc_rows, schema=DOCUMENTS_SCHEMA)
+            if docs_table is None:
+                docs_table = self._create(DOCUMENTS, data)
+            else:
+                (
+                    docs_table.merge_insert("document_id")
+                    .when_matched_update_all()
+                    .when_not_matched_insert_all()
+                    .execute(data)
+                )
+        if deleted and docs_table is not None:
+            docs_table.delete(_in_filter("document_id", deleted))
+
+        version = self.version()
+        result = ApplyResult(version, chunks_written, chunks_deleted, len(doc_rows), len(deleted))
+        self._log_version(result, docs_table, source, run_id, model_id, model_version, now)
+        return result
+
+    def _log_version(
+        self,
+        result: ApplyResult,
+        docs_table: Any,
+        source: str,
+        run_id: str,
+        model_id: str,
+        model_version: str,
+        now: datetime,
+    ) -> None:
+        row = {
+            "version": result.version,
+            "documents_version": int(docs_table.version) if docs_table is not None else 0,
+            "run_id": run_id,
+            "source": source,
+            "model_id": model_id,
+            "model_version": model_version,
+            "chunks": self.count_chunks(),
+            "chunks_written": result.chunks_written,
+            "chunks_deleted": result.chunks_deleted,
+            "documents_written": result.documents_written,
+            "documents_deleted": result.documents_deleted,
+            "manifest_digest": self.manifest_digest(),
+            "timestamp": now,
+        }
+        data = pa.Table.from_pylist([row], schema=VERSIONS_SCHEMA)
+        table = self._table(VERSIONS)
+        if table is None:
+            self._create(VERSIONS, data)
+        else:
+            table.add(data)
+
+    @staticmethod
+    def _check_dim(table: Any, data: pa.Table) -> None:
+        want = table.schema.field("vector").type.list_size
+        got = data.schema.field("vector").type.list_size
+        if want != got:
+            raise ValueError(
+                f"vectors have dimension {got} but the store holds dimension {want}: "
+                "a different model needs a new store (or re-embed everything into a fresh one)"
+            )
+
+    @staticmethod
+    def _chunk_rows(parts: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]]) -> pa.Table:
+        cols: dict[str, list[Any]] = {name: [] for name in chunks_schema(1).names if name != "vector"}
+        matrices = []
+        for document, chunks, vectors in parts:
+            matrix = np.asarray(vectors, dtype=np.float32)
+            if matrix.ndim != 2:
+                raise ValueError(f"document {document.id}: vectors must be 2-D, got shape {matrix.shape}")
+            matrices.append(matrix)
+            for c in chunks:
+                cols["id"].append(c.id)
+                cols["document_id"].append(document.id)
+                cols["source"].append(document.source)
+                cols["external_id"].append(document.external_id)
+                cols["path"].append(document.path)
+                cols["text"].append(c.text)
+                cols["text_hash"].append(c.text_hash)
+                cols["position"].append(c.position)
+                cols["pages"].append(c.pages)
+                cols["element_types"].append(c.element_types)
+                cols["token_count"].append(c.token_count)
+                cols["metadata"].append(json.dumps(c.metadata, sort_keys=True, ensure_ascii=False))
+        dims = {m.shape[1] for m in matrices}
+        if len(dims) != 1:
+            raise ValueError(f"vectors of different dimensions in one apply: {sorted(dims)}")
+        dim = dims.pop()
+        matrix = np.ascontiguousarray(np.concatenate(matrices))
+        schema = chunks_schema(dim)
+        arrays = [pa.array(cols[f.name], f.type) for f in schema if f.name != "vector"]
+        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), dim))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    # ------------------------------------------------------------------ maintenance
+    def optimize(self, retention_days: float = 7.0) -> dict[str, int]:
+        """Compact every table and delete versions older than ``retention_days``; returns versions kept."""
+        kept: dict[str, int] = {}
+        with self._locked():
+            for name in (CHUNKS, DOCUMENTS, CACHE, VERSIONS):
+                table = self._table(name)
+                if table is None:
+                    continue
+                table.optimize(
+                    cleanup_older_than=timedelta(days=retention_days), delete_unverified=retention_days <= 0
+                )
+                kept[name] = len(table.list_versions())
+        return kept
+
+
+class _LockContext:
+    """Acquire the writer lock with a readable error naming the lock file."""
+
+    def __init__(self, lock: FileLock, path: Path):
+        self._lock = lock
+        self._path = path
+        self._t0 = 0.0
+
+    def __enter__(self) -> _LockContext:
+        self._t0 = time.monotonic()
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise StoreLockedError(
+                f"store is locked by another writer: {self._path}; "
+                "wait or remove it if no mdp process is running"
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()

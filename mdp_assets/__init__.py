@@ -1,0 +1,1 @@
+"""The Dagster asset graph of mdp: raw_documents → … → retrieval_eval."""

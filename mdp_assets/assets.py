@@ -1,0 +1,240 @@
+"""The six software-defined assets. Each one calls one stage of ``mdp.pipeline``.
+
+The first five are partitioned by source (one dynamic partition per configured
+source root); ``retrieval_eval`` scores the whole index.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from mdp import __version__ as mdp_version
+from mdp.pipeline import (
+    DiscoveryPlan,
+    EmbeddedBatch,
+    ParsedBatch,
+    ValidatedBatch,
+    discover_stage,
+    embed_stage,
+    index_stage,
+    parse_stage,
+    source_totals,
+    validate_stage,
+)
+from mdp.schemas import Chunk
+from mdp_resources import SOURCES_PARTITIONS, MdpSettings, MLXEncoderResource, VectorStoreResource
+
+GROUP = "mdp"
+CODE_VERSION = mdp_version
+
+
+def _quarantine_preview(records: list[dict[str, str]], limit: int = 10) -> str:
+    if not records:
+        return "No document is quarantined."
+    lines = ["| path | reason |", "|---|---|"]
+    for rec in records[:limit]:
+        lines.append(f"| `{Path(rec['path']).name}` | {rec['reason'].replace('|', '/')} |")
+    if len(records) > limit:
+        lines.append(f"| … | {len(records) - limit} more (see `mdp quarantine`) |")
+    return "\n".join(lines)
+
+
+@dg.asset(
+    partitions_def=SOURCES_PARTITIONS,
+    group_name=GROUP,
+    code_version=CODE_VERSION,
+    kinds={"python"},
+    description="Files under the source root, hashed and diffed against the index manifest.",
+)
+def raw_documents(
+    context: dg.AssetExecutionContext, settings: MdpSettings, store: VectorStoreResource
+) -> dg.MaterializeResult:
+    config = settings.load()
+    source = config.source(context.partition_key)
+    plan = discover_stage(config, source, store.open(config))
+    context.log.info(f"source {source.name}: {plan.summary()}")
+    return dg.MaterializeResult(
+        value=plan,
+        metadata={
+            "source_root": dg.MetadataValue.path(str(source.root)),
+            "dagster/row_count": len(plan.files),
+            **{k: v for k, v in plan.summary().items()},
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=SOURCES_PARTITIONS,
+    group_name=GROUP,
+    code_version=CODE_VERSION,
+    kinds={"python"},
+    description="New or changed files parsed by their format's parser and chunked, each in a worker "
+    "process with a time and memory budget. Failures become quarantine records with a reason.",
+)
+def parsed_chunks(
+    context: dg.AssetExecutionContext, settings: MdpSettings, raw_documents: DiscoveryPlan
+) -> dg.MaterializeResult:
+    config = settings.load()
+    source = config.source(context.partition_key)
+    total = len(raw_documents.to_parse)
+
+    def progress(done: int, _total: int) -> None:
+        if done == total or done % 10 == 0:
+            context.log.info(f"parsed {done}/{total} files")
+
+    batch = parse_stage(config, source, raw_documents, progress=progress)
+    return dg.MaterializeResult(
+        value=batch,
+        metadata={
+            "files_parsed": batch.files_parsed,
+            "documents": batch.document_count,
+            "quarantined": len(batch.quarantine),
+            "chunks": batch.chunk_count,
+            "pages": batch.pages,
+            "parse_seconds": round(batch.seconds, 3),
+            "pdf_strategy": config.parsing.pdf_strategy,
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=SOURCES_PARTITIONS,
+    group_name=GROUP,
+    code_version=CODE_VERSION,
+    kinds={"pydantic"},
+    description="Chunks re-validated against the versioned schemas; rejects go to quarantine.",
+)
+def validated_samples(
+    context: dg.AssetExecutionContext, settings: MdpSettings, parsed_chunks: ParsedBatch
+) -> dg.MaterializeResult:
+    config = settings.load()
+    batch = validate_stage(parsed_chunks, config.chunking.max_tokens)
+    return dg.MaterializeResult(
+        value=batch,
+        metadata={
+            "documents": len(batch.documents),
+            "quarantined": len(batch.quarantine),
+            "chunks": batch.chunk_count,
+            "rejected_chunks": batch.rejected_chunks,
+            "duplicate_chunks_dropped": batch.duplicate_chunks_dropped,
+            "schema_version": f"chunk@{Chunk.schema_version}",
+            "dagster/row_count": batch.chunk_count,
+        },
+    )
+
+
+@dg.asset(
+    partitions_def=SOURCES_PARTITIONS,
+    group_name=GROUP,
+    code_version=CODE_VERSION,
+    kinds={"mlx"},
+    description="Chunk embeddings from the MLX encoder; unchanged text comes from the embedding cache.",
+)
+def embeddings(
+    context: dg.AssetExecutionContext,
+    settings: MdpSettings,
+    encoder: MLXEncoderResource,
+    store: VectorStoreResource,
+    validated_samples: ValidatedBatch,
+) -> dg.MaterializeResult:
+    config = settings.load()
+    model = encoder.get_encoder()
+    batch = embed_stage(validated_samples, model, store.open(config))
+    rate = batch.embedded / batch.seconds if batch.seconds > 0 and batch.embedded else 0.0
+    info = {k: v for k, v in model.info().items() if isinstance(v, str | int | float | bool)}
+    return dg.MaterializeResult(
+        value=batch,
+        metadata={
+            "embedded": batch.embedded,
+            "cache_hits": batch.cache_hits,
+            "chunks": batch.chunk_count,
+            "texts_per_s": round(rate, 2),
+            **{f"model/{k}": v for k, v in info.items()},
+            **_latest_embed_bench(),
+        },
+    )
+
+
+def _latest_embed_bench() -> dict[str, float | str]:
+    """The last `mdp bench` embed numbers (ratios against sentence-transformers), if any were run."""
+    from mdp.bench import latest_results
+
+    section = latest_results().get("embed") or {}
+    keep = ("ratio", "mlx_texts_per_s", "st_texts_per_s", "max_cosine_gap", "roofline_texts_per_s")
+    return {f"bench/{k}": section[k] for k in keep if k in section}
+
+
+@dg.asset(
+    partitions_def=SOURCES_PARTITIONS,
+    group_name=GROUP,
+    code_version=CODE_VERSION,
+    kinds={"lancedb"},
+    pool="mdp_index_writer",
+    description="The source's changes committed to the LanceDB store: changed documents' chunks "
+    "replaced atomically, vanished documents deleted. One writer at a time (pool mdp_index_writer).",
+)
+def vector_index(
+    context: dg.AssetExecutionContext,
+    settings: MdpSettings,
+    store: VectorStoreResource,
+    raw_documents: DiscoveryPlan,
+    embeddings: EmbeddedBatch,
+) -> dg.MaterializeResult:
+    config = settings.load()
+    db = store.open(config)
+    result = index_stage(db, raw_documents, embeddings, context.run_id)
+    totals = source_totals(db, context.partition_key)
+    digest = db.manifest_digest(context.partition_key)
+    data_version = json.dumps(
+        [digest, embeddings.model_id, embeddings.model_version, CODE_VERSION], separators=(",", ":")
+    )
+    return dg.MaterializeResult(
+        value=result,
+        data_version=dg.DataVersion(hashlib.sha256(data_version.encode()).hexdigest()[:16]),
+        metadata={
+            "index_version": result.version or 0,
+            "chunks_written": result.chunks_written,
+            "chunks_deleted": result.chunks_deleted,
+            "discovered": totals["discovered"],
+            "chunked_documents": totals["chunked_documents"],
+            "quarantined": totals["quarantined"],
+            "chunks": totals["chunks"],
+            "index_rows_total": db.count_chunks(),
+            "manifest_digest": digest,
+            "model_id": embeddings.model_id,
+            "model_version": embeddings.model_version,
+            "code_version": CODE_VERSION,
+            "store_uri": config.store.uri,
+            "quarantine": dg.MetadataValue.md(_quarantine_preview(totals["quarantine"])),
+        },
+    )
+
+
+@dg.asset(
+    deps=[vector_index],
+    group_name=GROUP,
+    code_version=CODE_VERSION,
+    kinds={"python"},
+    description="Retrieval quality of the whole index: vector, BM25 and hybrid, scored with nDCG@10, "
+    "Recall@10, Recall@100 and MRR@10 on the labelled queries.",
+)
+def retrieval_eval(
+    context: dg.AssetExecutionContext,
+    settings: MdpSettings,
+    encoder: MLXEncoderResource,
+    store: VectorStoreResource,
+) -> dg.MaterializeResult:
+    from mdp.pipeline import eval_stage
+
+    config = settings.load()
+    report = eval_stage(config, store.open(config, read_only=True), encoder.get_encoder())
+    metadata: dict[str, object] = {"index_version": report.index_version or 0, "queries": report.n_queries}
+    for strategy, scores in report.strategies.items():
+        for metric, value in scores.items():
+            metadata[f"{strategy}/{metric}"] = round(float(value), 4)
+    metadata["table"] = dg.MetadataValue.md(report.markdown())
+    if report.note:
+        metadata["note"] = report.note
+    return dg.MaterializeResult(value=report, metadata=metadata)  # type: ignore[arg-type]

@@ -1,0 +1,97 @@
+"""The Dagster Definitions: ``dagster dev -w workspace.yaml`` loads ``defs`` from here."""
+
+import json
+
+import dagster as dg
+
+from mdp.config import load_config
+from mdp.watch import source_fingerprint
+from mdp_assets.assets import (
+    embeddings,
+    parsed_chunks,
+    raw_documents,
+    retrieval_eval,
+    validated_samples,
+    vector_index,
+)
+from mdp_checks import ALL_CHECKS
+from mdp_resources import SOURCES_PARTITIONS, MdpSettings, MLXEncoderResource, VectorStoreResource
+
+INGEST_ASSETS = [raw_documents, parsed_chunks, validated_samples, embeddings, vector_index]
+
+ingest_job = dg.define_asset_job(
+    "ingest_source",
+    selection=dg.AssetSelection.assets(*INGEST_ASSETS),
+    partitions_def=SOURCES_PARTITIONS,
+    description="Bring one source's documents into the index; work scales with what changed.",
+)
+
+eval_job = dg.define_asset_job(
+    "evaluate_index",
+    selection=dg.AssetSelection.assets(retrieval_eval),
+    description="Score the whole index on the labelled queries.",
+)
+
+
+@dg.sensor(
+    job=ingest_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Adds a partition for each new configured source and requests a run for each source "
+    "whose files were added, changed or removed (stat-only fingerprint, no file is read).",
+)
+def source_changes(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    config = load_config()
+    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    existing = set(context.instance.get_dynamic_partitions(SOURCES_PARTITIONS.name or ""))
+    new_keys = [s.name for s in config.sources if s.name not in existing]
+    requests = []
+    fingerprints: dict[str, str] = {}
+    for source in config.sources:
+        fingerprint = source_fingerprint(source)
+        fingerprints[source.name] = fingerprint
+        if seen.get(source.name) != fingerprint:
+            requests.append(dg.RunRequest(partition_key=source.name, run_key=f"{source.name}:{fingerprint}"))
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=[SOURCES_PARTITIONS.build_add_request(new_keys)] if new_keys else [],
+        cursor=json.dumps(fingerprints, sort_keys=True),
+    )
+
+
+@dg.schedule(
+    job=ingest_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Nightly re-index of every configured source (cheap when nothing changed).",
+)
+def nightly_reindex(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    config = load_config()
+    date = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    return [dg.RunRequest(partition_key=s.name, run_key=f"nightly:{date}:{s.name}") for s in config.sources]
+
+
+nightly_eval = dg.ScheduleDefinition(
+    name="nightly_eval",
+    job=eval_job,
+    cron_schedule="30 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Re-scores the index after the nightly re-index.",
+)
+
+RESOURCES = {
+    "settings": MdpSettings(),
+    "encoder": MLXEncoderResource(),
+    "store": VectorStoreResource(),
+}
+
+defs = dg.Definitions(
+    assets=[*INGEST_ASSETS, retrieval_eval],
+    asset_checks=ALL_CHECKS,
+    jobs=[ingest_job, eval_job],
+    sensors=[source_changes],
+    schedules=[nightly_reindex, nightly_eval],
+    resources=RESOURCES,
+)
