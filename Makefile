@@ -10,7 +10,7 @@ export SCARF_NO_ANALYTICS := true
 export UNSTRUCTURED_DISABLE_NOTICE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup run test ui bench bench-quick lint doctor clean dagster-home
+.PHONY: setup run test ui bench bench-quick lint doctor clean dagster-home services
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,11 @@ setup: $(STAMP) dagster-home
 run: setup
 	$(BIN)/mdp run
 
-test: setup
+# PostgreSQL on 127.0.0.1 and Debian's Chromium for the operations tests (needs root; else they skip).
+services:
+	@./scripts/ci-services.sh >/dev/null || echo "services: could not start PostgreSQL/Chromium; their tests will skip" >&2
+
+test: setup services
 	$(BIN)/pytest -q
 
 ui: setup

@@ -26,6 +26,7 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -330,20 +331,78 @@ class _Worker:
     retiring: bool = False  # announced it exits after its last result: send it nothing more
 
 
+UNSTRUCTURED_FORMATS = {"pdf", "markdown", "html", "text"}
+_WARM_FLAG = "MDP_FORKSERVER_WARM_SPACY"
+# one process per core already: native thread pools inside each worker would only fight for the cores
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "TOKENIZERS_PARALLELISM",
+)
+
+
+@contextlib.contextmanager
+def _single_threaded_env() -> Iterator[None]:
+    """Workers (and the fork server) start with one native thread each, unless the user set otherwise."""
+    added = [key for key in THREAD_ENV if key not in os.environ]
+    for key in added:
+        os.environ[key] = "false" if key == "TOKENIZERS_PARALLELISM" else "1"
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def _context(setup: WorkerSetup) -> Any:
+    """Linux: a fork server that imported unstructured once, so (re)starting a worker costs a fork,
+    not seconds of imports, and the imported code is shared copy-on-write. Elsewhere: spawn.
+
+    The fork server is per process and keeps the modules of its first start; later pools reuse it.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("MDP_WORKER_START") == "spawn":
+        return mp.get_context("spawn")
+    ctx = mp.get_context("forkserver")
+    preload = [
+        "mdp.isolation",
+        "unstructured.documents.elements",
+        "unstructured.chunking.title",
+        "unstructured.chunking.basic",
+    ]
+    if UNSTRUCTURED_FORMATS & set(setup.formats):
+        preload += [
+            "pikepdf",
+            "unstructured.partition.pdf",
+            "unstructured.partition.text",
+            "unstructured.partition.html",
+            "unstructured.partition.md",
+        ]
+        os.environ[_WARM_FLAG] = "1"  # read by this module when the fork server imports it (see bottom)
+    ctx.set_forkserver_preload([*preload[1:], preload[0]])
+    return ctx
+
+
 class WorkerPool:
     """Long-lived parse workers with per-file budgets. Use :func:`process_files`."""
 
     def __init__(self, setup: WorkerSetup, workers: int) -> None:
         self.setup = setup
         self.size = max(1, workers)
-        self.ctx = mp.get_context("spawn")  # no inherited threads or locks; same on Linux and macOS
+        self.ctx = _context(setup)
         self.workers: list[_Worker] = []
         self.startup_failures = 0
 
     def _spawn(self) -> _Worker:
         parent, child = self.ctx.Pipe(duplex=True)
         proc = self.ctx.Process(target=_worker_main, args=(child, self.setup), daemon=True, name="mdp-parse")
-        proc.start()
+        try:
+            with _single_threaded_env():
+                proc.start()
+        finally:
+            os.environ.pop(_WARM_FLAG, None)  # only the fork server's first start needs it
         child.close()
         worker = _Worker(proc=proc, conn=parent, started=time.monotonic())
         self.workers.append(worker)
@@ -551,3 +610,17 @@ def process_files(
         yield from pool.run(files, progress)
     finally:
         pool.close()
+
+
+if (
+    os.environ.get(_WARM_FLAG) == "1"
+    and mp.parent_process() is None
+    and mp.current_process().name == "MainProcess"
+):
+    # Imported by the fork server's preload: load spaCy's model once here, so that every worker
+    # forked from it starts with it (shared copy-on-write) instead of loading its own.
+    os.environ.pop(_WARM_FLAG, None)
+    with contextlib.suppress(Exception):  # a broken setup is reported by each worker's own check
+        from mdp.parsers.base import ensure_unstructured_ready
+
+        ensure_unstructured_ready()

@@ -287,6 +287,7 @@ class EmbeddedBatch:
     model_id: str
     model_version: str
     dim: int
+    encoder_max_tokens: int = 0  # the encoder truncates beyond this; chunks over it would lose text
 
     @property
     def chunk_count(self) -> int:
@@ -328,6 +329,7 @@ def embed_stage(
         model_id=encoder.model_id,
         model_version=encoder.model_version,
         dim=encoder.dim,
+        encoder_max_tokens=encoder.max_tokens,
     )
 
 

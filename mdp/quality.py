@@ -108,12 +108,21 @@ def embeddings_are_sane(batch: EmbeddedBatch) -> RuleOutcome:
     norms = np.linalg.norm(matrix, axis=1) if not wrong_dim else np.zeros(1)
     worst = float(np.abs(norms - 1.0).max()) if finite else float("inf")
     rows_match = matrix.shape[0] == batch.chunk_count
-    passed = not wrong_dim and finite and worst <= NORM_TOLERANCE and rows_match
+    limit = batch.encoder_max_tokens
+    truncated = sum(1 for _, chunks, _ in batch.documents for c in chunks if limit and c.token_count > limit)
+    passed = not wrong_dim and finite and worst <= NORM_TOLERANCE and rows_match and truncated == 0
     return RuleOutcome(
         passed=passed,
         summary=f"{matrix.shape[0]} vectors of dim {matrix.shape[-1]} (expected {batch.dim}); "
-        f"finite={finite}; max |norm-1|={worst:.2e}",
-        metadata={"vectors": int(matrix.shape[0]), "dim": int(matrix.shape[-1]), "max_norm_error": worst},
+        f"finite={finite}; max |norm-1|={worst:.2e}; {truncated} chunks longer than the encoder's "
+        f"{limit} tokens"
+        + (" (lower [chunking] max_tokens to the model's limit)" if truncated else ""),
+        metadata={
+            "vectors": int(matrix.shape[0]),
+            "dim": int(matrix.shape[-1]),
+            "max_norm_error": worst,
+            "chunks_over_encoder_limit": truncated,
+        },
     )
 
 

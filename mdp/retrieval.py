@@ -62,6 +62,11 @@ class RetrievalConfig(BaseModel):
         description="Weighted fusion: score a candidate missing from one list with its exact score there "
         "(both scores exist for every chunk) instead of 0",
     )
+    adaptive_weights: bool = Field(
+        default=False,
+        description="Weighted fusion: scale each list's weight per query by how far its best score stands "
+        "above the rest of its candidates (z-score of the top hit)",
+    )
     bm25_prf_docs: int = Field(default=0, ge=0, description="RM3 feedback documents for BM25; 0 = off")
     bm25_prf_terms: int = Field(default=10, ge=1, description="RM3 expansion terms")
     bm25_prf_query_weight: float = Field(
@@ -233,6 +238,14 @@ def rrf_fuse(lists: Sequence[tuple[np.ndarray, np.ndarray]], rrf_k: float) -> di
         for rank, idx in enumerate(indices.tolist()):
             fused[idx] = fused.get(idx, 0.0) + 1.0 / (rrf_k + rank + 1)
     return fused
+
+
+def _top_z(scores: np.ndarray) -> float:
+    """How far the best candidate stands above the others, in standard deviations (0 if flat)."""
+    if len(scores) < 2:
+        return 0.0
+    std = float(scores.std())
+    return float(scores[0] - scores.mean()) / std if std > 0 else 0.0
 
 
 def _normaliser(scores: np.ndarray, method: str) -> tuple[float, float]:
@@ -409,9 +422,12 @@ class Retriever:
             if method == "rrf":
                 fused = rrf_fuse([vec_list, bm_list], cfg.rrf_k)
             else:
+                weights = [cfg.vector_weight, cfg.bm25_weight]
+                if cfg.adaptive_weights:
+                    weights = [weights[0] * _top_z(vec_list[1]), weights[1] * _top_z(bm_list[1])]
                 fused = weighted_fuse(
                     [vec_list, bm_list],
-                    [cfg.vector_weight, cfg.bm25_weight],
+                    weights,
                     cfg.normalization,
                     [vec_row, bm_row] if cfg.fill_missing else None,
                 )

@@ -184,7 +184,7 @@ def vector_index(
 ) -> dg.MaterializeResult:
     config = settings.load()
     db = store.open(config)
-    result = index_stage(db, raw_documents, embeddings, context.run_id)
+    result = index_stage(db, raw_documents, embeddings, context.run.run_id)
     totals = source_totals(db, context.partition_key)
     digest = db.manifest_digest(context.partition_key)
     data_version = json.dumps(

@@ -22,7 +22,6 @@ INGEST_ASSETS = [raw_documents, parsed_chunks, validated_samples, embeddings, ve
 ingest_job = dg.define_asset_job(
     "ingest_source",
     selection=dg.AssetSelection.assets(*INGEST_ASSETS),
-    partitions_def=SOURCES_PARTITIONS,
     description="Bring one source's documents into the index; work scales with what changed.",
 )
 

@@ -59,7 +59,8 @@ def documents_accounted_for(
     asset="embeddings",
     partitions_def=SOURCES_PARTITIONS,
     blocking=True,
-    description="Embedding sanity: the model's dimension, finite values, unit norm.",
+    description="Embedding sanity: the model's dimension, finite values, unit norm, and no chunk "
+    "longer than the encoder's window (it would be truncated, losing text).",
 )
 def embeddings_are_sane(embeddings: EmbeddedBatch) -> dg.AssetCheckResult:
     return _result(rules.embeddings_are_sane(embeddings))

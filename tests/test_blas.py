@@ -12,6 +12,9 @@ import pytest
 
 from mdp.blas import OPENBLAS_DIRS, activate_openblas, blas_info
 
+# Collected before modules that import MLX directly (test_decoder): bind OpenBLAS for the session.
+activate_openblas()
+
 _PROBE = """
 import json
 from mdp.blas import activate_openblas, blas_info

@@ -97,6 +97,9 @@ def test_runs_events_and_partitions_live_in_postgres(
         assert meta["discovered"].value == len(TINY_FILES)
         assert meta["chunks"].value >= len(TINY_FILES)
         assert event.run_id == runs["ingest_source"].run_id
+        # The pool that keeps one index writer: its one slot lives in Postgres, for every machine.
+        pool = instance.event_log_storage.get_concurrency_info("mdp_index_writer")
+        assert (pool.slot_count, pool.limit, pool.claimed_slots) == (1, 1, []), pool
         for asset, names in CHECKS.items():
             for name in names:
                 records = instance.event_log_storage.get_asset_check_execution_history(

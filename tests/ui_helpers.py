@@ -6,6 +6,7 @@ through the project's own ``Definitions`` against a real ``DAGSTER_HOME``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -205,6 +206,8 @@ class WebServer:
 
     def stop(self) -> None:
         """SIGTERM the server's process group (it starts a code server child), then SIGKILL if needed."""
+        if self._log.closed:
+            return
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -249,20 +252,13 @@ def metadata_values(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def multiprocess_ingest_job() -> Any:
-    """The project's ``ingest_source`` job under Dagster's multiprocess executor (for ``reconstructable``)."""
+    """``ingest_source`` of the project's ``defs`` under the multiprocess executor (for reconstructable)."""
     import dagster as dg
 
-    from mdp_assets.definitions import INGEST_ASSETS, RESOURCES, ingest_job
-    from mdp_checks import ALL_CHECKS
+    from mdp_assets.definitions import defs
 
-    defs = dg.Definitions(
-        assets=INGEST_ASSETS,
-        asset_checks=ALL_CHECKS,
-        jobs=[ingest_job],
-        resources=RESOURCES,
-        executor=dg.multiprocess_executor.configured({"max_concurrent": 2}),
-    )
-    return defs.resolve_job_def("ingest_source")
+    executor = dg.multiprocess_executor.configured({"max_concurrent": 2})
+    return dg.Definitions.merge(defs, dg.Definitions(executor=executor)).resolve_job_def("ingest_source")
 
 
 @dataclass
@@ -299,6 +295,7 @@ def start_ui_project(base: Path) -> UiProject:
             server.stop()
             raise
         _UI_PROJECT = UiProject(base, config, home, env, server)
+        atexit.register(server.stop)  # a second guard if the session ends without finalizers
     return _UI_PROJECT
 
 

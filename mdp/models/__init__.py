@@ -1,0 +1,1 @@
+"""MLX model definitions (one readable file per architecture)."""

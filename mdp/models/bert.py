@@ -1,16 +1,16 @@
 """A BERT encoder in MLX that loads Hugging Face ``BertModel`` safetensors.
 
-Written for inference speed on every MLX backend, and in particular on the Linux CPU
-backend, where transcendental elementwise ops (``erf``, ``exp``) run as scalar loops and
-cost more than the matmuls (see docs/encoder.md). So, on CPU:
+Written for inference speed on every MLX backend, and in particular on the Linux CPU backend,
+where transcendental elementwise ops (``erf``, ``exp``) run as scalar loops and cost more than
+the matmuls (see docs/encoder.md). With ``fast_elementwise`` (the default on CPU):
 
 * GELU uses a rational approximation of ``erf`` built from multiply/add/divide only
-  (|error| < 2e-6 against exact GELU), compiled into one fused kernel;
-* the attention softmax uses an ``exp`` made of a polynomial plus exponent bits, again
-  multiply/add only;
+  (|error| < 2e-6 against exact GELU), compiled into one vectorised kernel;
+* attention computes its exponentials the same way, folds the key mask into K and V and gets
+  the softmax denominator from the same matmul as the weighted sum;
 * Q, K and V are one fused projection, and the 1/sqrt(d) scale is folded into Q's weights.
 
-On Metal/CUDA the exact ``nn.gelu`` and ``mx.fast.scaled_dot_product_attention`` are used.
+Elsewhere (Metal, CUDA) the exact ``nn.gelu`` and ``mx.fast.scaled_dot_product_attention`` run.
 """
 
 from __future__ import annotations
@@ -46,11 +46,6 @@ _ERF_Q = (
     -7.37332916720468e-03,
     -1.42647390514189e-02,
 )
-# exp(r) for |r| <= ln(2)/2: Taylor series to degree 7, truncation error < 1e-8 (relative).
-_EXP_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(7, -1, -1))
-_LN2_HI = 0.693145751953125  # ln 2 split so that n * _LN2_HI is exact in float32 (Cody-Waite)
-_LN2_LO = 1.428606765330187e-06
-_LOG2E = 1.4426950408889634
 _SQRT1_2 = 0.7071067811865476
 
 
@@ -61,75 +56,54 @@ def _horner(x: mx.array, coefficients: tuple[float, ...]) -> mx.array:
     return acc
 
 
+def _clamp4(z: mx.array) -> mx.array:
+    """clip(z, -4, 4) from abs/add only: min/max/where stop the CPU JIT from vectorising a kernel."""
+    return 0.5 * (mx.abs(z + 4.0) - mx.abs(z - 4.0))
+
+
 def _gelu_rational(x: mx.array) -> mx.array:
-    z = mx.clip(x * _SQRT1_2, -4.0, 4.0)
+    z = _clamp4(x * _SQRT1_2)
     z2 = z * z
     erf = z * _horner(z2, _ERF_P) / _horner(z2, _ERF_Q)
     return 0.5 * x * (1.0 + erf)
 
 
-def _bias_gelu(x: mx.array, bias: mx.array) -> mx.array:
-    return _gelu_rational(x + bias)
-
-
+# Shape-specialised compile: with shapeless=True the JIT emits a strided (scalar) loop, ~5x slower.
 gelu_rational = mx.compile(_gelu_rational)
-bias_gelu = mx.compile(_bias_gelu)
 
 
-def _exp_parts(x: mx.array) -> tuple[mx.array, mx.array]:
-    """For x <= 0: (exp(r), exponent bits of 2^n) with x = n ln2 + r and exp(x) = exp(r) * 2^n."""
-    x = mx.maximum(x, -87.0)
-    n = (x * _LOG2E - 0.5).astype(mx.int32)  # truncation toward zero = round to nearest for x <= 0
-    nf = n.astype(x.dtype)
-    r = (x - nf * _LN2_HI) - nf * _LN2_LO
-    return _horner(r, _EXP_TAYLOR), (n + 127) << 23
-
-
-_exp_parts_compiled = mx.compile(_exp_parts)
-
-
-def exp_nonpositive(x: mx.array) -> mx.array:
-    """exp(x) for x <= 0 (relative error < 1e-6), from multiply/add and exponent bits."""
-    mantissa, bits = _exp_parts_compiled(x)
-    return mantissa * bits.view(mx.float32)
-
-
-def softmax_fast(scores: mx.array) -> mx.array:
-    """Softmax over the last axis using :func:`exp_nonpositive`."""
-    shifted = scores - mx.max(scores, axis=-1, keepdims=True)
-    e = exp_nonpositive(shifted)
-    return e * mx.reciprocal(mx.sum(e, axis=-1, keepdims=True))
-
-
-# Attention weights without extra passes over the (batch, heads, L, L) scores: exp(s - rowmax)
-# is computed as exp(y / 128) ** 128 with y clamped to [-80, 0] (e^-80 is below float32
-# resolution next to the row maximum's weight of 1), from a degree-9 Taylor series on
-# [-0.625, 0] (relative error < 1e-6 after squaring): multiply/add only, fused into one kernel
-# with the shift and the key mask. Normalising by the row sum happens after the product with V.
+# Attention weights: exp(-d) for d = rowmax - score >= 0, as 1 / exp(d / 128) ** 128 with exp of
+# the small positive argument from its degree-9 Taylor series (relative error < 2e-5 for d <= 80,
+# mostly float32 rounding amplified by the squarings; beyond 80 the weight is < e^-80 next to the
+# row maximum's weight of 1, and the formula tends to 0 as it should).
+# Multiply/add and one division, one contiguous input: the CPU JIT vectorises such a kernel,
+# whereas min/max/where or broadcast (strided) inputs make it fall back to scalar code.
 _EXP_SMALL = tuple(1.0 / math.factorial(k) for k in range(9, -1, -1))
 
 
-def _masked_exp(scores: mx.array, row_max: mx.array, key_mask: mx.array) -> mx.array:
-    y = mx.maximum(scores - row_max, -80.0) * (1.0 / 128.0)
-    e = _horner(y, _EXP_SMALL)
+def _exp_neg(d: mx.array) -> mx.array:
+    e = _horner(d * (1.0 / 128.0), _EXP_SMALL)
     for _ in range(7):
         e = e * e
-    return e * key_mask
+    return 1.0 / e
 
 
-masked_exp = mx.compile(_masked_exp)
+exp_neg = mx.compile(_exp_neg)
 
 
 def attention_fast(q: mx.array, k: mx.array, v: mx.array, key_mask: mx.array) -> mx.array:
     """softmax(q k^T + mask) v for (B, H, L, D) inputs; key_mask (B, 1, 1, L) is 1 keep / 0 drop.
 
-    Padded keys are zeroed first, so their scores are 0 and the row maximum (taken over all keys,
-    which saves a masking pass) exceeds the real keys' maximum only when that one is negative.
+    Padded keys get zero K rows (score 0) and zero V rows; V gets an extra column holding the key
+    mask, so one matmul yields both the weighted sum and the softmax denominator.
     """
-    k = k * key_mask.swapaxes(-1, -2)
+    column_mask = key_mask.swapaxes(-1, -2)  # (B, 1, L, 1)
+    k = k * column_mask
     scores = q @ k.swapaxes(-1, -2)
-    weights = masked_exp(scores, mx.max(scores, axis=-1, keepdims=True), key_mask)
-    return (weights @ v) * mx.reciprocal(mx.sum(weights, axis=-1, keepdims=True))
+    weights = exp_neg(mx.max(scores, axis=-1, keepdims=True) - scores)
+    v_ext = mx.concatenate([v * column_mask, mx.broadcast_to(column_mask, (*v.shape[:-1], 1))], axis=-1)
+    out = weights @ v_ext
+    return out[..., :-1] / out[..., -1:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,11 +181,9 @@ class EncoderLayer(nn.Module):
         return context.transpose(0, 2, 1, 3).reshape(batch, length, hidden)
 
     def feed_forward(self, x: mx.array) -> mx.array:
-        if self.fast_elementwise:
-            hidden = bias_gelu(x @ self.ffn_in.weight.T, self.ffn_in.bias)
-        else:
-            hidden = nn.gelu(self.ffn_in(x))
-        return self.ffn_out(hidden)
+        # The bias is added by the GEMM (addmm), so the GELU kernel's only input is contiguous.
+        activation = gelu_rational if self.fast_elementwise else nn.gelu
+        return self.ffn_out(activation(self.ffn_in(x)))
 
     def __call__(self, x: mx.array, key_mask: mx.array) -> mx.array:
         x = self.attn_norm(x + self.attn_out(self.attention(x, key_mask)))

@@ -1,0 +1,3 @@
+from mdp_cli import main
+
+main()

@@ -1,0 +1,158 @@
+"""The Dagster layer on real components: definitions, a full materialization, blocking checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from mdp_resources import SOURCES_PARTITIONS
+
+ASSETS = ["raw_documents", "parsed_chunks", "validated_samples", "embeddings", "vector_index", "retrieval_eval"]
+
+
+def _write_config(tmp_path: Path, corpus: Path, extra: str = "") -> Path:
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    (eval_dir / "queries.jsonl").write_text(
+        '{"_id": "q1", "text": "which fruit has potassium"}\n{"_id": "q2", "text": "how does lava form"}\n'
+    )
+    (eval_dir / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tnotes.txt\t1\nq2\tr3\t1\n")
+    config = tmp_path / "mdp.toml"
+    config.write_text(
+        f"""
+[[sources]]
+name = "tiny"
+root = "{corpus}"
+
+[parsing]
+workers = 2
+
+[store]
+uri = "{tmp_path / 'store'}"
+
+[eval]
+queries = "{eval_dir / 'queries.jsonl'}"
+{extra}
+"""
+    )
+    return config
+
+
+@pytest.fixture()
+def instance(tmp_path: Path):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        inst.add_dynamic_partitions(SOURCES_PARTITIONS.name, ["tiny"])
+        yield inst
+
+
+def _defs(config: Path, **overrides):
+    from mdp_assets.definitions import RESOURCES, defs
+    from mdp_resources import MdpSettings
+
+    resources = {**RESOURCES, "settings": MdpSettings(config_file=str(config)), **overrides}
+    return dg.Definitions(
+        assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, resources=resources
+    )
+
+
+def test_definitions_hold_the_graph_checks_schedules_and_sensor():
+    from mdp_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == set(ASSETS)
+    parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
+    assert parents["parsed_chunks"] == {"raw_documents"}
+    assert parents["vector_index"] == {"raw_documents", "embeddings"}
+    assert parents["retrieval_eval"] == {"vector_index"}
+    checks = {k.name: k for k in graph.asset_check_keys}
+    assert {"schema_validity", "documents_accounted_for", "embeddings_are_sane", "index_matches_manifest"} <= set(checks)
+    specs = [spec for checks_def in defs.asset_checks for spec in checks_def.check_specs]
+    assert specs and all(spec.blocking for spec in specs)  # each one guards what comes after it
+    assert {s.name for s in defs.schedules} == {"nightly_reindex", "nightly_eval"}
+    assert {s.name for s in defs.sensors} == {"source_changes"}
+
+
+def test_full_materialization_records_metadata_and_passes_checks(tmp_path, tiny_corpus, instance):
+    config = _write_config(tmp_path, tiny_corpus)
+    defs = _defs(config)
+    ingest = defs.resolve_job_def("ingest_source").execute_in_process(partition_key="tiny", instance=instance)
+    assert ingest.success
+    checks = ingest.get_asset_check_evaluations()
+    assert checks and all(c.passed for c in checks), [(c.check_name, c.description) for c in checks if not c.passed]
+    meta = {
+        e.asset_key.to_user_string(): e.materialization.metadata for e in ingest.get_asset_materialization_events()
+    }
+    index = meta["vector_index"]
+    assert index["discovered"].value == index["chunked_documents"].value + index["quarantined"].value == 9
+    assert index["model_id"].value == "sentence-transformers/all-MiniLM-L6-v2"
+    assert index["index_version"].value >= 1
+    assert meta["embeddings"]["embedded"].value == index["chunks"].value
+
+    evaluation = defs.resolve_job_def("evaluate_index").execute_in_process(instance=instance)
+    assert evaluation.success
+    (mat,) = [e.materialization for e in evaluation.get_asset_materialization_events()]
+    for strategy in ("vector", "bm25", "hybrid"):
+        assert 0.0 <= mat.metadata[f"{strategy}/ndcg@10"].value <= 1.0
+    assert mat.metadata["vector/recall@10"].value == 1.0  # two easy queries over nine documents
+
+    # A no-op re-run: nothing embedded, same data version for the index.
+    again = defs.resolve_job_def("ingest_source").execute_in_process(partition_key="tiny", instance=instance)
+    meta2 = {e.asset_key.to_user_string(): e.materialization for e in again.get_asset_materialization_events()}
+    assert meta2["embeddings"].metadata["embedded"].value == 0
+    first_version = [e for e in ingest.get_asset_materialization_events() if e.asset_key.path == ["vector_index"]]
+    assert meta2["vector_index"].tags["dagster/data_version"] == first_version[0].materialization.tags[
+        "dagster/data_version"
+    ]
+
+
+def test_a_failing_blocking_check_keeps_the_index_unwritten(tmp_path, tiny_corpus, instance):
+    """The encoder resource is pointed at a model with a 128-token window while mdp.toml chunks for 256:
+    the encoder would truncate chunks and silently lose text, so the blocking check stops the index."""
+    from mdp.tokenizer import default_model_path
+    from mdp_resources import MLXEncoderResource
+
+    short_window = tmp_path / "minilm-128"
+    short_window.mkdir()
+    for item in default_model_path().iterdir():
+        if item.name != "sentence_bert_config.json":
+            (short_window / item.name).symlink_to(item)
+    (short_window / "sentence_bert_config.json").write_text('{"max_seq_length": 128, "do_lower_case": false}')
+    long_text = " ".join(f"Sentence number {i} talks about glaciers and rivers." for i in range(60))
+    (tiny_corpus / "long.md").write_text("# Long\n\n" + long_text + "\n")
+    config = _write_config(tmp_path, tiny_corpus)
+    defs = _defs(config, encoder=MLXEncoderResource(model_path=str(short_window)))
+    result = defs.resolve_job_def("ingest_source").execute_in_process(
+        partition_key="tiny", instance=instance, raise_on_error=False
+    )
+    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    assert [c.check_name for c in failed] == ["embeddings_are_sane"]
+    assert "longer than the encoder" in (failed[0].description or "")
+    written = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert "embeddings" in written and "vector_index" not in written
+    from mdp.store import VectorStore
+
+    assert VectorStore(str(tmp_path / "store")).count_chunks() == 0
+
+
+def test_sensor_adds_new_sources_and_requests_changed_ones(tmp_path, tiny_corpus, instance, monkeypatch):
+    from mdp_assets.definitions import source_changes
+
+    config = _write_config(tmp_path, tiny_corpus)
+    monkeypatch.setenv("MDP_CONFIG", str(config))
+    with dg.build_sensor_context(instance=instance) as context:
+        first = source_changes(context)
+    assert [r.partition_key for r in first.run_requests] == ["tiny"]
+    with dg.build_sensor_context(instance=instance, cursor=first.cursor) as context:
+        quiet = source_changes(context)
+    assert quiet.run_requests == []
+    (tiny_corpus / "new.md").write_text("# New\n\nA new document appears.\n")
+    os.utime(tiny_corpus / "new.md")
+    with dg.build_sensor_context(instance=instance, cursor=first.cursor) as context:
+        changed = source_changes(context)
+    assert [r.partition_key for r in changed.run_requests] == ["tiny"]
