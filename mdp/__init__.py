@@ -15,3 +15,8 @@ for _key, _value in {
     "TOKENIZERS_PARALLELISM": "false",
 }.items():
     os.environ.setdefault(_key, _value)
+
+# mlx-cpu binds its BLAS when mlx.core is first imported; load the optimised one before anyone does.
+from mdp.blas import activate_openblas as _activate_openblas  # noqa: E402
+
+_activate_openblas()

@@ -85,6 +85,10 @@ class EvalConfig(_Strict):
     strategies: list[str] = Field(default_factory=lambda: ["vector", "bm25", "hybrid"])
     primary: str = "hybrid"
     k: int = 10
+    regression_metric: str = "ndcg@10"
+    regression_margin: float = Field(
+        default=0.02, ge=0, description="How far the primary strategy may fall below the last accepted run"
+    )
 
 
 class MdpConfig(_Strict):

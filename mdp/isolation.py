@@ -117,6 +117,15 @@ def _quarantine(file: SourceFile, reason: str, parser: str = "", **extra: Any) -
     )
 
 
+def _file_failure(file: SourceFile, reason: str, seconds: float = 0.0) -> FileOutcome:
+    """The whole file failed (timeout, crash, memory): one record, with the parser's name if known."""
+    parser = ""
+    with contextlib.suppress(Exception):
+        parser = get_parser(file.format).name
+    record = _quarantine(file, reason, parser, content_hash=file.content_hash)
+    return FileOutcome(file=file, quarantine=[record], seconds=seconds)
+
+
 def process_one(file: SourceFile, setup: WorkerSetup, tokenizer: Any) -> FileOutcome:
     """Parse and chunk one file in this process (the worker body; also usable for debugging)."""
     started = time.perf_counter()
@@ -294,24 +303,22 @@ def _worker_main(conn: Connection, setup: WorkerSetup) -> None:
         try:
             outcome = process_one(file, setup, tokenizer)
         except MemoryError:
-            outcome, recycle = FileOutcome(file=file, quarantine=[_quarantine(file, memory_reason)]), True
+            outcome, recycle = _file_failure(file, memory_reason), True
         except ParserSetupError as exc:
             conn.send(("fatal", str(exc)))
             return
         except BaseException as exc:
             reason = f"parser error: {type(exc).__name__}: {exc}"
-            outcome, recycle = FileOutcome(file=file, quarantine=[_quarantine(file, reason)]), True
+            outcome, recycle = _file_failure(file, reason), True
         try:
             conn.send(("done", task_id, outcome, recycle))
         except MemoryError:
-            outcome = FileOutcome(file=file, quarantine=[_quarantine(file, memory_reason)])
+            outcome = _file_failure(file, memory_reason)
             recycle = True
             conn.send(("done", task_id, outcome, recycle))
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             reason = f"parser error: result cannot be sent back: {exc}"
-            conn.send(
-                ("done", task_id, FileOutcome(file=file, quarantine=[_quarantine(file, reason)]), recycle)
-            )
+            conn.send(("done", task_id, _file_failure(file, reason), recycle))
         if recycle:  # after a MemoryError or an odd failure the process state is suspect
             return
 
@@ -481,9 +488,7 @@ class WorkerPool:
                     _, file = worker.task
                     seconds = now - worker.dispatched
                     self._retire(worker, kill=True)
-                    results.append(
-                        FileOutcome(file=file, quarantine=[_quarantine(file, reason)], seconds=seconds)
-                    )
+                    results.append(_file_failure(file, reason, seconds))
             # keep the pool at size while work remains
             busy = sum(1 for w in self.workers if w.task is not None)
             usable = sum(1 for w in self.workers if not w.retiring)
@@ -533,13 +538,7 @@ class WorkerPool:
                     reason += " — killed from outside, possibly by the system's out-of-memory killer"
             else:
                 reason = f"parser worker exited unexpectedly (exit code {code})"
-            out.append(
-                FileOutcome(
-                    file=file,
-                    quarantine=[_quarantine(file, reason)],
-                    seconds=time.monotonic() - worker.dispatched,
-                )
-            )
+            out.append(_file_failure(file, reason, time.monotonic() - worker.dispatched))
             worker.task = None
         elif not worker.ready:
             self.startup_failures += 1

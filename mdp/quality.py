@@ -139,3 +139,45 @@ def index_matches_manifest(store: VectorStore, source: str) -> RuleOutcome:
         f"{duplicate_ids} duplicate ids",
         metadata={"index_rows": len(rows), "manifest_chunks": expected, "duplicate_ids": duplicate_ids},
     )
+
+
+def no_quality_regression(
+    strategies: dict[str, dict[str, float]],
+    queries_source: str,
+    n_queries: int,
+    primary: str,
+    metric: str,
+    margin: float,
+    accepted: dict[str, Any] | None,
+) -> RuleOutcome:
+    """The primary strategy may not fall more than ``margin`` below the last accepted evaluation.
+
+    ``accepted`` is the metadata of the last passing evaluation: the baseline only counts when it
+    was measured on the same query set.
+    """
+    meta: dict[str, Any] = {"primary": primary, "metric": metric, "margin": margin,
+                            "queries_source": queries_source, "queries": n_queries}
+    if primary not in strategies or metric not in strategies[primary]:
+        return RuleOutcome(True, f"no {primary} {metric} in this evaluation; nothing to guard", meta)
+    current = float(strategies[primary][metric])
+    meta["value"] = current
+    same_set = (
+        accepted is not None
+        and accepted.get("queries_source") == queries_source
+        and accepted.get("queries") == n_queries
+        and accepted.get("primary") == primary
+        and accepted.get("metric") == metric
+    )
+    if not same_set or accepted is None or "value" not in accepted:
+        return RuleOutcome(True, f"{primary} {metric} = {current:.4f}; first accepted value for this query set", meta)
+    baseline = float(accepted["value"])
+    meta["accepted_value"] = baseline
+    meta["delta"] = current - baseline
+    if current < baseline - margin:
+        return RuleOutcome(
+            False,
+            f"{primary} {metric} fell to {current:.4f} from the accepted {baseline:.4f} "
+            f"(more than the {margin} margin): inspect the change before publishing this index",
+            meta,
+        )
+    return RuleOutcome(True, f"{primary} {metric} = {current:.4f} (accepted {baseline:.4f}, margin {margin})", meta)

@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -715,9 +716,13 @@ class VectorStore:
                 table = self._table(name)
                 if table is None:
                     continue
-                table.optimize(
-                    cleanup_older_than=timedelta(days=retention_days), delete_unverified=retention_days <= 0
-                )
+                with warnings.catch_warnings():
+                    # retention 0 is an explicit request to keep only the latest version
+                    warnings.filterwarnings("ignore", message=r"optimize\(cleanup_older_than=0\)")
+                    table.optimize(
+                        cleanup_older_than=timedelta(days=retention_days),
+                        delete_unverified=retention_days <= 0,
+                    )
                 kept[name] = len(table.list_versions())
         return kept
 

@@ -9,7 +9,7 @@ plain functions over the stage outputs (``mdp.quality``), testable without Dagst
 import dagster as dg
 
 from mdp import quality as rules
-from mdp.pipeline import DiscoveryPlan, EmbeddedBatch, ValidatedBatch
+from mdp.pipeline import DiscoveryPlan, EmbeddedBatch, EvalResult, ValidatedBatch
 from mdp_resources import SOURCES_PARTITIONS, MdpSettings, VectorStoreResource
 
 
@@ -79,7 +79,47 @@ def index_matches_manifest(
     return _result(rules.index_matches_manifest(store.open(config, read_only=True), context.partition_key))
 
 
+def _last_accepted(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> dict[str, object] | None:
+    """Metadata of the latest passing run of this check: the accepted baseline."""
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        check_key, limit=1, status={AssetCheckExecutionRecordStatus.SUCCEEDED}
+    )
+    for record in history:
+        evaluation = record.event.dagster_event.event_specific_data if record.event else None
+        if evaluation is not None and getattr(evaluation, "passed", False):
+            return {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
+    return None
+
+
+@dg.asset_check(
+    asset="retrieval_eval",
+    blocking=True,
+    description="Regression guard: the primary strategy's metric may not fall more than the configured "
+    "margin below the last accepted evaluation on the same queries; a failure blocks anything that "
+    "publishes the index downstream and fails the run.",
+)
+def retrieval_quality_no_regression(
+    context: dg.AssetCheckExecutionContext, settings: MdpSettings, retrieval_eval: EvalResult
+) -> dg.AssetCheckResult:
+    config = settings.load()
+    accepted = _last_accepted(context.instance, context.check_specs[0].key)
+    return _result(
+        rules.no_quality_regression(
+            retrieval_eval.strategies,
+            retrieval_eval.queries_source,
+            retrieval_eval.n_queries,
+            primary=config.eval.primary,
+            metric=config.eval.regression_metric,
+            margin=config.eval.regression_margin,
+            accepted=accepted,
+        )
+    )
+
+
 ALL_CHECKS = [
+    retrieval_quality_no_regression,
     schema_validity,
     no_empty_or_duplicate_chunks,
     documents_accounted_for,

@@ -156,3 +156,42 @@ def test_sensor_adds_new_sources_and_requests_changed_ones(tmp_path, tiny_corpus
     with dg.build_sensor_context(instance=instance, cursor=first.cursor) as context:
         changed = source_changes(context)
     assert [r.partition_key for r in changed.run_requests] == ["tiny"]
+
+
+def test_eval_regression_check_blocks_publishing(tmp_path, tiny_corpus, instance):
+    """A drop in the primary strategy's nDCG@10 fails the blocking check: downstream is skipped."""
+    config = _write_config(tmp_path, tiny_corpus)
+    published: list[int] = []
+
+    @dg.asset(deps=["retrieval_eval"])
+    def published_index() -> None:  # stands for whatever a team runs after a good evaluation
+        published.append(1)
+
+    base = _defs(config)
+    defs = dg.Definitions(
+        assets=[*base.assets, published_index],
+        asset_checks=base.asset_checks,
+        jobs=[
+            *base.jobs,
+            dg.define_asset_job("evaluate_and_publish", selection=["retrieval_eval", "published_index"]),
+        ],
+        resources=base.resources,
+    )
+    ingest = defs.resolve_job_def("ingest_source")
+    publish = defs.resolve_job_def("evaluate_and_publish")
+    assert ingest.execute_in_process(partition_key="tiny", instance=instance).success
+    first = publish.execute_in_process(instance=instance)
+    assert first.success and published == [1]
+    (check,) = [c for c in first.get_asset_check_evaluations() if c.check_name == "retrieval_quality_no_regression"]
+    assert check.passed
+
+    # The documents that answer both queries disappear from the source: quality falls.
+    (tiny_corpus / "notes.txt").unlink()
+    facts = tiny_corpus / "facts.jsonl"
+    facts.write_text("\n".join(line for line in facts.read_text().splitlines() if '"r3"' not in line) + "\n")
+    assert ingest.execute_in_process(partition_key="tiny", instance=instance).success
+    second = publish.execute_in_process(instance=instance, raise_on_error=False)
+    (check,) = [c for c in second.get_asset_check_evaluations() if c.check_name == "retrieval_quality_no_regression"]
+    assert not check.passed and "fell to" in (check.description or "")
+    assert published == [1]  # not published again
+    assert not second.success

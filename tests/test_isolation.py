@@ -6,6 +6,7 @@ isolation machinery under test (workers, budgets, recovery) is the real one.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import time
@@ -171,6 +172,8 @@ def test_hang_crash_and_memory_are_quarantined_and_the_pool_recovers(tmp_path: P
         assert outcomes[name].documents == []
         return record.reason
 
+    assert outcomes["hang.thang"].quarantine[0].parser == "test-hang"
+    assert outcomes["hang.thang"].quarantine[0].content_hash == outcomes["hang.thang"].file.content_hash
     assert reason("hang.thang") == "timeout after 3 s"
     assert reason("abort.tabort").startswith("parser crashed (signal 6)")
     assert reason("segv.tsegv").startswith("parser crashed (signal 11)")
@@ -250,3 +253,36 @@ def test_real_formats_through_workers(tmp_path: Path) -> None:
     assert all(c.token_count <= 64 for c in all_chunks)
     md_doc, md_chunks = outcomes["guide.md"].documents[0]
     assert "Title" in md_chunks[0].element_types
+
+
+def test_stopping_early_leaves_no_worker_behind(tmp_path: Path) -> None:
+    import psutil
+
+    for i in range(4):
+        (tmp_path / f"f{i}.tok").write_text("text " * 20)
+    (tmp_path / "slow.thang").write_text("hangs")
+    source = _source(tmp_path)
+    config = MdpConfig(sources=[source], parsing=ParsingConfig(workers=2, timeout_s=600))
+    me = psutil.Process()
+
+    def workers() -> set[int]:
+        """Descendants except the fork server (a direct child running multiprocessing.forkserver)."""
+        found = set()
+        for proc in me.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                is_server = proc.ppid() == me.pid and "forkserver" in " ".join(proc.cmdline())
+                if not is_server and proc.status() != psutil.STATUS_ZOMBIE:
+                    found.add(proc.pid)
+        return found
+
+    before = workers()
+    outcomes = process_files(discover(source).files, config)
+    first = next(outcomes)  # the hanging file never finishes, so a .tok comes first
+    assert first.file.relpath.endswith(".tok")
+    started = workers() - before
+    assert started
+    outcomes.close()  # the consumer stops: busy and idle workers must go
+    _, still = psutil.wait_procs(
+        [psutil.Process(pid) for pid in started if psutil.pid_exists(pid)], timeout=10
+    )
+    assert not [p for p in still if p.status() != psutil.STATUS_ZOMBIE], still
