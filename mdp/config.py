@@ -91,6 +91,17 @@ class EvalConfig(_Strict):
     )
 
 
+class QualityConfig(_Strict):
+    quarantine_warn_rate: float = Field(default=0.2, ge=0, le=1, description="Share of a source quarantined: warn")
+    quarantine_error_rate: float = Field(default=0.5, ge=0, le=1, description="... and error")
+    max_replacement_char_rate: float = Field(
+        default=0.01, ge=0, le=1, description="U+FFFD or control characters per character before a warning"
+    )
+    min_chunk_tokens: int = Field(default=8, ge=1, description="Chunks shorter than this count as fragments")
+    max_fragment_rate: float = Field(default=0.25, ge=0, le=1)
+    near_duplicate_cosine: float = Field(default=0.98, gt=0, le=1)
+
+
 class MdpConfig(_Strict):
     sources: list[SourceConfig] = Field(default_factory=list)
     parsing: ParsingConfig = Field(default_factory=ParsingConfig)
@@ -98,6 +109,7 @@ class MdpConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:

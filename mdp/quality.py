@@ -181,3 +181,127 @@ def no_quality_regression(
             meta,
         )
     return RuleOutcome(True, f"{primary} {metric} = {current:.4f} (accepted {baseline:.4f}, margin {margin})", meta)
+
+
+# ------------------------------------------------------------------ ingestion health (warnings)
+def quarantine_rate(store: VectorStore, source: str, warn: float, error: float) -> RuleOutcome:
+    """Share of the source's documents in quarantine, with the commonest reasons."""
+    manifest = store.manifest(source)
+    total = len(manifest)
+    quarantined = [e for e in manifest.values() if e.status == "quarantined"]
+    rate = len(quarantined) / total if total else 0.0
+    reasons = Counter(_reason_kind(e.reason) for e in quarantined).most_common(3)
+    meta: dict[str, Any] = {"documents": total, "quarantined": len(quarantined), "rate": round(rate, 4)}
+    meta.update({f"reason/{kind}": n for kind, n in reasons})
+    top = "; ".join(f"{kind} x{n}" for kind, n in reasons) or "none"
+    summary = f"{len(quarantined)}/{total} documents quarantined ({rate:.1%}); commonest: {top}"
+    if rate > error:
+        return RuleOutcome(False, summary + f" — over the error threshold {error:.0%}", meta, error=True)
+    if rate > warn:
+        return RuleOutcome(False, summary + f" — over the warning threshold {warn:.0%}", meta, error=False)
+    return RuleOutcome(True, summary, meta)
+
+
+def _reason_kind(reason: str) -> str:
+    return reason.split(":", 1)[0].split("(", 1)[0].strip()[:40] or "unknown"
+
+
+def _script(ch: str) -> str:
+    import unicodedata
+
+    name = unicodedata.name(ch, "")
+    return name.split(" ", 1)[0] if name else "UNKNOWN"
+
+
+def text_sanity(batch: ValidatedBatch, max_bad_rate: float) -> RuleOutcome:
+    """Encoding damage (U+FFFD, control characters) and the scripts the text is written in."""
+    bad = 0
+    letters = 0
+    scripts: Counter[str] = Counter()
+    suspicious_docs: list[str] = []
+    for document, chunks in batch.documents:
+        doc_bad = doc_len = 0
+        for chunk in chunks:
+            for ch in chunk.text:
+                if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\n\r\t"):
+                    doc_bad += 1
+                elif ch.isalpha():
+                    letters += 1
+                    if letters % 7 == 0:  # a sample is enough to describe the mix
+                        scripts[_script(ch)] += 1
+            doc_len += len(chunk.text)
+        bad += doc_bad
+        if doc_len and doc_bad / doc_len > max_bad_rate:
+            suspicious_docs.append(Path(document.path).name)
+    total_chars = sum(len(c.text) for _, chunks in batch.documents for c in chunks)
+    rate = bad / total_chars if total_chars else 0.0
+    mix = ", ".join(f"{s.lower()} {n / max(1, sum(scripts.values())):.0%}" for s, n in scripts.most_common(4))
+    meta: dict[str, Any] = {
+        "characters": total_chars,
+        "damaged_characters": bad,
+        "damaged_rate": round(rate, 6),
+        "suspicious_documents": len(suspicious_docs),
+    }
+    meta.update({f"script/{s.lower()}": n for s, n in scripts.most_common(4)})
+    summary = f"scripts: {mix or 'no text'}; {bad} damaged characters ({rate:.3%})"
+    if suspicious_docs:
+        return RuleOutcome(
+            False,
+            summary + f"; {len(suspicious_docs)} documents look mis-decoded (first: {suspicious_docs[0]}): "
+            "check their encoding",
+            meta,
+            error=False,
+        )
+    return RuleOutcome(True, summary, meta)
+
+
+def chunk_length_distribution(batch: ValidatedBatch, min_tokens: int, max_fragment_rate: float) -> RuleOutcome:
+    counts = np.array([c.token_count for _, chunks in batch.documents for c in chunks], dtype=np.int64)
+    if counts.size == 0:
+        return RuleOutcome(True, "no chunks in this run", {"chunks": 0})
+    p5, p50, p95 = (int(v) for v in np.percentile(counts, [5, 50, 95]))
+    fragments = int((counts < min_tokens).sum())
+    at_cap = int((counts >= batch.max_tokens).sum())
+    rate = fragments / counts.size
+    meta = {
+        "chunks": int(counts.size),
+        "tokens_p5": p5,
+        "tokens_p50": p50,
+        "tokens_p95": p95,
+        "tokens_max": int(counts.max()),
+        "fragments": fragments,
+        "at_token_cap": at_cap,
+    }
+    summary = f"tokens per chunk p5/p50/p95 = {p5}/{p50}/{p95}; {fragments} fragments (< {min_tokens} tokens)"
+    if rate > max_fragment_rate:
+        return RuleOutcome(
+            False, summary + f": {rate:.0%} fragments — check the chunking settings", meta, error=False
+        )
+    return RuleOutcome(True, summary, meta)
+
+
+def near_duplicate_documents(batch: EmbeddedBatch, threshold: float) -> RuleOutcome:
+    """Pairs of documents in this run whose mean chunk vectors are nearly identical."""
+    if len(batch.documents) < 2:
+        return RuleOutcome(True, "fewer than two documents in this run", {"pairs": 0})
+    names = [d.external_id for d, _, _ in batch.documents]
+    centroids = np.stack([v.mean(axis=0) for _, _, v in batch.documents])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True) + 1e-12
+    pairs: list[tuple[str, str, float]] = []
+    for start in range(0, len(names), 1024):  # blockwise: memory stays small for big runs
+        sims = centroids[start : start + 1024] @ centroids.T
+        for i, j in zip(*np.nonzero(sims >= threshold), strict=True):
+            a = start + int(i)
+            if a < int(j):
+                pairs.append((names[a], names[int(j)], float(sims[i, j])))
+    meta: dict[str, Any] = {"documents": len(names), "pairs": len(pairs), "threshold": threshold}
+    if pairs:
+        first = pairs[0]
+        return RuleOutcome(
+            False,
+            f"{len(pairs)} near-duplicate document pairs (cosine >= {threshold}); first: {first[0]} ~ {first[1]} "
+            f"({first[2]:.3f})",
+            meta,
+            error=False,
+        )
+    return RuleOutcome(True, f"no near-duplicate documents among {len(names)}", meta)

@@ -79,6 +79,59 @@ def index_matches_manifest(
     return _result(rules.index_matches_manifest(store.open(config, read_only=True), context.partition_key))
 
 
+@dg.asset_check(
+    asset="vector_index",
+    partitions_def=SOURCES_PARTITIONS,
+    description="Quarantine rate of the source: a warning over [quality] quarantine_warn_rate, an error over "
+    "quarantine_error_rate; the commonest reasons are listed.",
+)
+def quarantine_rate(
+    context: dg.AssetCheckExecutionContext, settings: MdpSettings, store: VectorStoreResource
+) -> dg.AssetCheckResult:
+    config = settings.load()
+    db = store.open(config, read_only=True)
+    return _result(
+        rules.quarantine_rate(
+            db, context.partition_key, config.quality.quarantine_warn_rate, config.quality.quarantine_error_rate
+        )
+    )
+
+
+@dg.asset_check(
+    asset="validated_samples",
+    partitions_def=SOURCES_PARTITIONS,
+    description="Language and encoding sanity: scripts in the text, and damaged characters (U+FFFD, "
+    "control characters) that betray a wrong encoding.",
+)
+def text_is_sane(settings: MdpSettings, validated_samples: ValidatedBatch) -> dg.AssetCheckResult:
+    config = settings.load()
+    return _result(rules.text_sanity(validated_samples, config.quality.max_replacement_char_rate))
+
+
+@dg.asset_check(
+    asset="validated_samples",
+    partitions_def=SOURCES_PARTITIONS,
+    description="Chunk length distribution (token percentiles); warns when too many chunks are fragments.",
+)
+def chunk_lengths(settings: MdpSettings, validated_samples: ValidatedBatch) -> dg.AssetCheckResult:
+    config = settings.load()
+    return _result(
+        rules.chunk_length_distribution(
+            validated_samples, config.quality.min_chunk_tokens, config.quality.max_fragment_rate
+        )
+    )
+
+
+@dg.asset_check(
+    asset="embeddings",
+    partitions_def=SOURCES_PARTITIONS,
+    description="Near-duplicate documents among this run's documents (cosine of mean chunk vectors).",
+)
+def near_duplicates(settings: MdpSettings, embeddings: EmbeddedBatch) -> dg.AssetCheckResult:
+    config = settings.load()
+    return _result(rules.near_duplicate_documents(embeddings, config.quality.near_duplicate_cosine))
+
+
 def _last_accepted(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> dict[str, object] | None:
     """Metadata of the latest passing run of this check: the accepted baseline."""
     from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -119,6 +172,10 @@ def retrieval_quality_no_regression(
 
 
 ALL_CHECKS = [
+    quarantine_rate,
+    text_is_sane,
+    chunk_lengths,
+    near_duplicates,
     retrieval_quality_no_regression,
     schema_validity,
     no_empty_or_duplicate_chunks,

@@ -74,9 +74,9 @@ def test_asset_graph_renders_in_chromium(ui: UiProject) -> None:
             page.goto(ui.server.url + GROUP_LINEAGE, wait_until="domcontentloaded")
             for name in ASSETS:
                 page.get_by_text(name, exact=True).first.wait_for(state="visible")
-            # The nodes show the run's check results: 3 checks on validated_samples, 1 on
-            # embeddings and 1 on vector_index, all passed.
-            page.get_by_text("3 / 3 Passed").first.wait_for(state="visible")
+            # The nodes show the run's check results: 5 checks on validated_samples, 2 on
+            # embeddings, 2 on vector_index and 1 on retrieval_eval, all passed.
+            page.get_by_text("5 / 5 Passed").first.wait_for(state="visible")
             page.wait_for_load_state("networkidle")
             text = page.inner_text("body")
             page.screenshot(path=str(OUTPUT))
@@ -85,7 +85,9 @@ def test_asset_graph_renders_in_chromium(ui: UiProject) -> None:
 
     missing = [name for name in ASSETS if name not in text]
     assert not missing, f"asset names not rendered: {missing}\n{text[:2000]}"
-    assert text.count("1 / 1 Passed") == 2, text[:2000]
+    # embeddings and vector_index have two checks each, retrieval_eval one.
+    assert text.count("2 / 2 Passed") == 2, text[:2000]
+    assert text.count("1 / 1 Passed") == 1, text[:2000]
     assert OUTPUT.stat().st_size > 10_000
     # The README's picture: written when absent, refreshed on request (every run differs a little,
     # "materialized 3 s ago", so refreshing it always would dirty the work tree).

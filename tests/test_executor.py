@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from ui_helpers import (
     ASSETS,
-    CHECKS,
+    INGEST_CHECKS,
     SOURCE_NAME,
     TINY_FILES,
     make_dagster_home,
@@ -76,7 +76,7 @@ def test_ingest_source_under_multiprocess_executor(tmp_path: Path, monkeypatch: 
         assert meta["index_rows_total"] == meta["chunks"]
         assert meta["index_version"] >= 1
 
-        for asset, names in CHECKS.items():
+        for asset, names in INGEST_CHECKS.items():
             for name in names:
                 records = instance.event_log_storage.get_asset_check_execution_history(
                     dg.AssetCheckKey(dg.AssetKey(asset), name), limit=1

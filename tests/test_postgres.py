@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from ui_helpers import CHECKS, REPO, SOURCE_NAME, TINY_FILES, make_dagster_home, write_tiny_project
+from ui_helpers import INGEST_CHECKS, REPO, SOURCE_NAME, TINY_FILES, make_dagster_home, write_tiny_project
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -100,7 +100,7 @@ def test_runs_events_and_partitions_live_in_postgres(
         # The pool that keeps one index writer: its one slot lives in Postgres, for every machine.
         pool = instance.event_log_storage.get_concurrency_info("mdp_index_writer")
         assert (pool.slot_count, pool.limit, pool.claimed_slots) == (1, 1, []), pool
-        for asset, names in CHECKS.items():
+        for asset, names in INGEST_CHECKS.items():
             for name in names:
                 records = instance.event_log_storage.get_asset_check_execution_history(
                     dg.AssetCheckKey(dg.AssetKey(asset), name), limit=1

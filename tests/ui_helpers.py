@@ -43,9 +43,27 @@ EDGES: dict[str, set[str]] = {
     "retrieval_eval": {"vector_index"},
 }
 CHECKS: dict[str, set[str]] = {
-    "validated_samples": {"schema_validity", "no_empty_or_duplicate_chunks", "documents_accounted_for"},
-    "embeddings": {"embeddings_are_sane"},
-    "vector_index": {"index_matches_manifest"},
+    "validated_samples": {
+        "schema_validity",
+        "no_empty_or_duplicate_chunks",
+        "documents_accounted_for",
+        "text_is_sane",
+        "chunk_lengths",
+    },
+    "embeddings": {"embeddings_are_sane", "near_duplicates"},
+    "vector_index": {"index_matches_manifest", "quarantine_rate"},
+    "retrieval_eval": {"retrieval_quality_no_regression"},
+}
+# The checks an ingest_source run evaluates (retrieval_eval's runs in evaluate_index).
+INGEST_CHECKS = {asset: names for asset, names in CHECKS.items() if asset != "retrieval_eval"}
+# The checks that guard what comes after them block downstream assets; the others report.
+BLOCKING_CHECKS = {
+    "schema_validity",
+    "no_empty_or_duplicate_chunks",
+    "documents_accounted_for",
+    "embeddings_are_sane",
+    "index_matches_manifest",
+    "retrieval_quality_no_regression",
 }
 TINY_FILES: dict[str, str] = {
     "guide/install.md": "# Installing\n\nRun make setup once. It creates a virtual environment and installs "
