@@ -77,7 +77,15 @@ class ModelConfig(_Strict):
 
 
 class StoreConfig(_Strict):
-    uri: str = "var/store"
+    uri: str = Field(default="var/store", description="Folder, or s3:// gs:// az:// URI")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Object-store settings passed to LanceDB, e.g. aws_endpoint, aws_region, allow_http; "
+        "values like ${ENV_VAR} are read from the environment",
+    )
+
+    def resolved_storage_options(self) -> dict[str, str]:
+        return {k: os.path.expandvars(v) for k, v in self.storage_options.items()}
 
 
 class EvalConfig(_Strict):

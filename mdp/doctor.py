@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mdp.config import PROJECT_ROOT, config_path, load_config
+from mdp.config import PROJECT_ROOT, StoreConfig, config_path, load_config
 
 
 def _check(name: str, ok: bool, detail: str) -> dict[str, Any]:
@@ -69,7 +69,8 @@ def check_spacy() -> dict[str, Any]:
         )
 
 
-def check_store(uri: str) -> dict[str, Any]:
+def check_store(store_config: StoreConfig) -> dict[str, Any]:
+    uri = store_config.uri
     if "://" not in uri:
         path = Path(uri)
         parent = path if path.exists() else path.parent
@@ -80,7 +81,7 @@ def check_store(uri: str) -> dict[str, Any]:
     try:
         from mdp.store import VectorStore
 
-        store = VectorStore(uri, read_only=True)
+        store = VectorStore.from_config(store_config, read_only=True)
         return _check("store", True, f"{uri}: version {store.version()}, {store.count_chunks()} chunks")
     except Exception as exc:
         return _check("store", False, f"{uri}: {exc}")
@@ -111,7 +112,7 @@ def run_doctor(config_file: Path | None = None) -> list[dict[str, Any]]:
         config = None
     results += [check_mlx(), check_blas(), check_model(config.model.path if config else None), check_spacy()]
     if config:
-        results.append(check_store(config.store.uri))
+        results.append(check_store(config.store))
         for source in config.sources:
             exists = Path(source.root).is_dir()
             results.append(

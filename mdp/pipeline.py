@@ -63,23 +63,33 @@ def _relpath_of(document_id: str, source: str) -> str:
     return rest.split("#", 1)[0]
 
 
-def discover_stage(config: MdpConfig, source: SourceConfig, store: VectorStore) -> DiscoveryPlan:
-    """Find the source's files, hash them and diff against the index manifest."""
+def discover_stage(
+    config: MdpConfig, source: SourceConfig, store: VectorStore, retry_quarantined: bool = False
+) -> DiscoveryPlan:
+    """Find the source's files, hash them and diff against the index manifest.
+
+    ``retry_quarantined`` re-parses unchanged files whose documents are all quarantined: after a fix
+    outside the file (a password added to the map, an OCR strategy turned on, a parser plugin installed).
+    """
     from mdp.sources import discover
 
     found = discover(source, config.parsing)
     manifest = store.manifest(source.name)
     known_hash: dict[str, str] = {}
     ids_by_relpath: dict[str, list[str]] = {}
+    chunked_relpaths: set[str] = set()
     for doc_id, entry in manifest.items():
         relpath = _relpath_of(doc_id, source.name)
         ids_by_relpath.setdefault(relpath, []).append(doc_id)
         known_hash[relpath] = entry.file_hash
+        if entry.status == "chunked":
+            chunked_relpaths.add(relpath)
 
     to_parse: list[SourceFile] = []
     unchanged: list[SourceFile] = []
     for file in found.files:
-        if known_hash.get(file.relpath) == file.content_hash:
+        retry = retry_quarantined and file.relpath in known_hash and file.relpath not in chunked_relpaths
+        if known_hash.get(file.relpath) == file.content_hash and not retry:
             unchanged.append(file)
         else:
             to_parse.append(file)
@@ -432,10 +442,11 @@ def ingest_source(
     run_id: str,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    retry_quarantined: bool = False,
 ) -> SourceReport:
     """All stages up to the index, for one source."""
     say = log or (lambda _msg: None)
-    plan = discover_stage(config, source, store)
+    plan = discover_stage(config, source, store, retry_quarantined=retry_quarantined)
     say(f"[{source.name}] {plan.summary()}")
     bar = _progress_bar(len(plan.to_parse), f"parse {source.name}") if progress and plan.to_parse else None
     parsed = parse_stage(config, source, plan, progress=bar.update_to if bar else None)
@@ -469,19 +480,22 @@ def run_ingest(
     store: VectorStore | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    retry_quarantined: bool = False,
 ) -> IngestReport:
     """Ingest the given (default: all configured) sources into the configured store."""
     from mdp.encoder import SentenceEncoder
     from mdp.store import VectorStore
 
     started = time.perf_counter()
-    store = store or VectorStore(config.store.uri)
+    store = store or VectorStore.from_config(config.store)
     encoder = encoder or SentenceEncoder(
         config.model.path, batch_tokens=config.model.batch_tokens, dtype=config.model.dtype
     )
     run_id = new_run_id()
     reports = [
-        ingest_source(config, source, store, encoder, run_id, progress=progress, log=log)
+        ingest_source(
+            config, source, store, encoder, run_id, progress=progress, log=log, retry_quarantined=retry_quarantined
+        )
         for source in (list(sources) if sources is not None else config.sources)
     ]
     return IngestReport(
@@ -587,7 +601,7 @@ def evaluate_beir(
     config = config.model_copy(deep=True)
     config.parsing.jsonl = JsonlOptions(id_field="_id", text_fields=["title", "text"], title_field="title")
     source = SourceConfig(name=f"beir-{beir_dir.name}", root=beir_dir, include=["corpus.jsonl"])
-    store = VectorStore(config.store.uri)
+    store = VectorStore.from_config(config.store)
     encoder = SentenceEncoder(
         config.model.path, batch_tokens=config.model.batch_tokens, dtype=config.model.dtype
     )

@@ -240,6 +240,15 @@ def rrf_fuse(lists: Sequence[tuple[np.ndarray, np.ndarray]], rrf_k: float) -> di
     return fused
 
 
+def _dot(matrix: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """(queries, rows) dot products. One query: numpy's own SIMD loop (einsum), which on a busy
+    machine is steadier than a multi-threaded BLAS gemv (7 ms vs 0.3 ms at 5k x 384 under load);
+    several queries: BLAS matrix product."""
+    if len(vectors) == 1:
+        return np.einsum("ij,j->i", matrix, vectors[0])[None, :]
+    return vectors @ matrix.T
+
+
 def _top_z(scores: np.ndarray) -> float:
     """How far the best candidate stands above the others, in standard deviations (0 if flat)."""
     if len(scores) < 2:
@@ -385,7 +394,7 @@ class Retriever:
                 f"query vectors have dimension {vectors.shape[1]} but the index holds "
                 f"{index.matrix.shape[1]}: use the model that built the store"
             )
-        scores = vectors @ index.matrix.T if len(vectors) > 1 else (index.matrix @ vectors[0])[None, :]
+        scores = _dot(index.matrix, vectors)
         m = self.config.vector_prf_docs
         if m:
             expanded = np.empty_like(vectors)
@@ -393,7 +402,7 @@ class Retriever:
                 top, _ = _top(scores[row], m)
                 q = vectors[row] + self.config.vector_prf_weight * index.matrix[top].mean(axis=0)
                 expanded[row] = q / (np.linalg.norm(q) or 1.0)
-            scores = expanded @ index.matrix.T if len(vectors) > 1 else (index.matrix @ expanded[0])[None, :]
+            scores = _dot(index.matrix, expanded)
         return scores
 
     def _ranked(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import tempfile
 import time
 import warnings
@@ -35,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 from filelock import FileLock, Timeout
 
+from mdp.config import StoreConfig
 from mdp.schemas import Chunk, Document, QuarantineRecord
 
 CHUNKS = "chunks"
@@ -184,6 +186,12 @@ def _relpath(document: Document) -> str:
     return rest.split("#", 1)[0]
 
 
+def _relpath_of_id(document_id: str, fallback: str) -> str:
+    if ":" not in document_id:
+        return fallback
+    return document_id.split(":", 1)[1].split("#", 1)[0]
+
+
 def chunks_digest(chunks: Sequence[Chunk]) -> str:
     """What decides whether a document's stored chunks must be rewritten (vectors excluded)."""
     h = hashlib.sha256()
@@ -213,6 +221,12 @@ def _scan(table: Any, columns: Sequence[str] | None = None, where: str | None = 
     return query.limit(None).to_arrow()
 
 
+def _fault_point(name: str) -> None:
+    """Crash-safety tests kill the process here (MDP_FAULT_POINT=<name>): the worst moment to die."""
+    if os.environ.get("MDP_FAULT_POINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _is_local(uri: str) -> bool:
     return "://" not in uri or uri.startswith("file://")
 
@@ -224,7 +238,14 @@ def _local_path(uri: str) -> Path:
 class VectorStore:
     """LanceDB-backed store of chunks, manifest, embedding cache and version log."""
 
-    def __init__(self, uri: str | os.PathLike[str], *, read_only: bool = False, lock_timeout_s: float = 60.0):
+    def __init__(
+        self,
+        uri: str | os.PathLike[str],
+        *,
+        read_only: bool = False,
+        lock_timeout_s: float = 60.0,
+        storage_options: dict[str, str] | None = None,
+    ):
         self.uri = str(uri)
         self.read_only = read_only
         self.lock_timeout_s = lock_timeout_s
@@ -237,9 +258,16 @@ class VectorStore:
             digest = hashlib.sha256(self.uri.encode()).hexdigest()[:16]
             self.lock_path = Path(tempfile.gettempdir()) / f"mdp-store-{digest}.lock"
         # Strong consistency: every read checks for commits made by other processes.
-        self._db = lancedb.connect(self.uri, read_consistency_interval=timedelta(0))
+        self._db = lancedb.connect(
+            self.uri, read_consistency_interval=timedelta(0), storage_options=storage_options or None
+        )
         self._tables: dict[str, Any] = {}
         self._cache_mem: dict[str, tuple[int, dict[str, np.ndarray]]] = {}
+
+    @classmethod
+    def from_config(cls, store: StoreConfig, *, read_only: bool = False) -> VectorStore:
+        """The store a project's ``[store]`` table names, object-store options included."""
+        return cls(store.uri, read_only=read_only, storage_options=store.resolved_storage_options())
 
     # ------------------------------------------------------------------ plumbing
     def __repr__(self) -> str:
@@ -285,6 +313,13 @@ class VectorStore:
         if version is None:
             return int(table.count_rows())
         return int(self._checkout(version).count_rows())
+
+    def lance_table(self, name: str = CHUNKS) -> Any:
+        """The underlying LanceDB table (native search, benchmarks); raises if it does not exist yet."""
+        table = self._table(name)
+        if table is None:
+            raise LookupError(f"store {self.uri} has no {name!r} table yet: apply some documents first")
+        return table
 
     def _checkout(self, version: int) -> Any:
         table = self._db.open_table(CHUNKS)
@@ -554,7 +589,7 @@ class VectorStore:
                 continue
             if old is not None and old.n_chunks:
                 replace_ids.append(doc_id)
-            relpath = _relpath(document) if document is not None else record.path
+            relpath = _relpath(document) if document is not None else _relpath_of_id(doc_id, record.path)
             doc_rows.append(
                 {
                     "document_id": doc_id,
@@ -611,6 +646,8 @@ class VectorStore:
                     )
             elif chunks_table is not None and old_ids:
                 chunks_table.delete(_in_filter("document_id", affected))
+
+        _fault_point("after_chunks_commit")
 
         # ---- manifest
         docs_table = self._table(DOCUMENTS)

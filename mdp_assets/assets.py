@@ -41,6 +41,10 @@ def _quarantine_preview(records: list[dict[str, str]], limit: int = 10) -> str:
     return "\n".join(lines)
 
 
+class DiscoveryConfig(dg.Config):
+    retry_quarantined: bool = False  # re-parse unchanged files that were quarantined (after a fix elsewhere)
+
+
 @dg.asset(
     partitions_def=SOURCES_PARTITIONS,
     group_name=GROUP,
@@ -49,11 +53,14 @@ def _quarantine_preview(records: list[dict[str, str]], limit: int = 10) -> str:
     description="Files under the source root, hashed and diffed against the index manifest.",
 )
 def raw_documents(
-    context: dg.AssetExecutionContext, settings: MdpSettings, store: VectorStoreResource
+    context: dg.AssetExecutionContext,
+    config: DiscoveryConfig,
+    settings: MdpSettings,
+    store: VectorStoreResource,
 ) -> dg.MaterializeResult:
-    config = settings.load()
-    source = config.source(context.partition_key)
-    plan = discover_stage(config, source, store.open(config))
+    project = settings.load()
+    source = project.source(context.partition_key)
+    plan = discover_stage(project, source, store.open(project), retry_quarantined=config.retry_quarantined)
     context.log.info(f"source {source.name}: {plan.summary()}")
     return dg.MaterializeResult(
         value=plan,

@@ -102,6 +102,12 @@ def ingest(
     config_file: ConfigOpt = None,
     as_json: JsonOpt = False,
     source_name: Annotated[str | None, typer.Option("--source", help="Source name (one path only)")] = None,
+    retry_quarantined: Annotated[
+        bool, typer.Option("--retry-quarantined", help="Re-parse quarantined files even if unchanged")
+    ] = False,
+    password: Annotated[
+        list[str] | None, typer.Option("--password", help="PDF password as NAME_OR_GLOB=PASSWORD (repeatable)")
+    ] = None,
 ) -> None:
     """Run the graph up to vector_index for PATHS (incremental: unchanged files are skipped)."""
     from mdp.pipeline import run_ingest
@@ -113,7 +119,18 @@ def ingest(
         if len(sources) != 1:
             raise typer.BadParameter("--source names one source; pass one path with it")
         sources[0] = sources[0].model_copy(update={"name": source_name})
-    report = run_ingest(config, sources, progress=not as_json or sys.stderr.isatty(), log=_err).as_dict()
+    for item in password or []:
+        pattern, sep, secret = item.partition("=")
+        if not sep or not pattern:
+            raise typer.BadParameter(f"--password {item!r}: use NAME_OR_GLOB=PASSWORD")
+        config.parsing.passwords[pattern] = secret
+    report = run_ingest(
+        config,
+        sources,
+        progress=not as_json or sys.stderr.isatty(),
+        log=_err,
+        retry_quarantined=retry_quarantined,
+    ).as_dict()
     _emit(report, as_json, _ingest_human(report))
 
 
@@ -135,7 +152,7 @@ def query(
     if strategy not in ("vector", "bm25", "hybrid"):
         raise typer.BadParameter("--strategy must be vector, bm25 or hybrid")
     config = _config(config_file, store)
-    db = VectorStore(config.store.uri, read_only=True)
+    db = VectorStore.from_config(config.store, read_only=True)
     encoder = None if strategy == "bm25" else SentenceEncoder(config.model.path)
     hits = Retriever(db, encoder, version=version).search(text, strategy=strategy, k=k)
     rows = [
@@ -194,7 +211,7 @@ def quarantine(store: StoreOpt = None, config_file: ConfigOpt = None, as_json: J
     from mdp.store import VectorStore
 
     config = _config(config_file, store)
-    frame = VectorStore(config.store.uri, read_only=True).quarantine()
+    frame = VectorStore.from_config(config.store, read_only=True).quarantine()
     records = frame.to_dict(orient="records") if len(frame) else []
     human = "\n".join(f"{r['source']}\t{r['path']}\t{r['reason']}" for r in records) or "quarantine is empty"
     _emit(records, as_json, human)
@@ -249,7 +266,7 @@ def index_versions(store: StoreOpt = None, config_file: ConfigOpt = None, as_jso
 
     config = _config(config_file, store)
     versions = [
-        v.__dict__ if hasattr(v, "__dict__") else dict(v) for v in VectorStore(config.store.uri).versions()
+        v.__dict__ if hasattr(v, "__dict__") else dict(v) for v in VectorStore.from_config(config.store).versions()
     ]
     human = "\n".join("  ".join(f"{k}={v}" for k, v in row.items()) for row in versions) or "no versions yet"
     _emit(versions, as_json, human)
@@ -266,7 +283,7 @@ def index_checkout(
     from mdp.store import VectorStore
 
     config = _config(config_file, store)
-    frame = VectorStore(config.store.uri, read_only=True).chunks_frame(
+    frame = VectorStore.from_config(config.store, read_only=True).chunks_frame(
         version=version, columns=["document_id"]
     )
     info = {

@@ -54,4 +54,5 @@ class VectorStoreResource(ConfigurableResource):
     def open(self, settings: MdpConfig, read_only: bool = False) -> VectorStore:
         from mdp.store import VectorStore
 
-        return VectorStore(self.uri or settings.store.uri, read_only=read_only)
+        store = settings.store.model_copy(update={"uri": self.uri}) if self.uri else settings.store
+        return VectorStore.from_config(store, read_only=read_only)

@@ -124,7 +124,7 @@ def run_query_bench(
         len(retriever)  # loads the index
         load_s = time.perf_counter() - t1
 
-        table = store._db.open_table(CHUNKS)
+        table = store.lance_table(CHUNKS)
         t2 = time.perf_counter()
         table.create_fts_index("text", replace=True)
         fts_index_s = time.perf_counter() - t2
