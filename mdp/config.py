@@ -100,7 +100,9 @@ class EvalConfig(_Strict):
 
 
 class QualityConfig(_Strict):
-    quarantine_warn_rate: float = Field(default=0.2, ge=0, le=1, description="Share of a source quarantined: warn")
+    quarantine_warn_rate: float = Field(
+        default=0.2, ge=0, le=1, description="Share of a source quarantined: warn"
+    )
     quarantine_error_rate: float = Field(default=0.5, ge=0, le=1, description="... and error")
     max_replacement_char_rate: float = Field(
         default=0.01, ge=0, le=1, description="U+FFFD or control characters per character before a warning"

@@ -127,16 +127,13 @@ def _relpath_under(path: str, root: Path) -> str:
 
 # ---------------------------------------------------------------- parsed_chunks
 @dataclass
-class ParsedBatch:
-    """Parse results for the files that changed; every input is accounted for."""
+class ChunkedBatch:
+    """Documents with their chunks, and the documents that went to quarantine instead."""
 
     source: str
     documents: list[tuple[Document, list[Chunk]]]
     quarantine: list[tuple[Document | None, QuarantineRecord, str]]  # (document, why, file hash)
     file_hashes: dict[str, str]  # document id -> containing file's hash
-    files_parsed: int
-    pages: int
-    seconds: float
 
     @property
     def chunk_count(self) -> int:
@@ -145,6 +142,15 @@ class ParsedBatch:
     @property
     def document_count(self) -> int:
         return len(self.documents) + len(self.quarantine)
+
+
+@dataclass
+class ParsedBatch(ChunkedBatch):
+    """Parse results for the files that changed; every input is accounted for."""
+
+    files_parsed: int = 0
+    pages: int = 0
+    seconds: float = 0.0
 
 
 def _refusal_document_id(source: str, record: QuarantineRecord, root: Path) -> str:
@@ -194,22 +200,12 @@ def parse_stage(
 
 # ------------------------------------------------------------ validated_samples
 @dataclass
-class ValidatedBatch:
-    source: str
-    documents: list[tuple[Document, list[Chunk]]]
-    quarantine: list[tuple[Document | None, QuarantineRecord, str]]
-    file_hashes: dict[str, str]
-    rejected_chunks: int
-    duplicate_chunks_dropped: int
-    max_tokens: int
+class ValidatedBatch(ChunkedBatch):
+    """Chunks that passed schema validation; rejected documents joined the quarantine."""
 
-    @property
-    def chunk_count(self) -> int:
-        return sum(len(chunks) for _, chunks in self.documents)
-
-    @property
-    def document_count(self) -> int:
-        return len(self.documents) + len(self.quarantine)
+    rejected_chunks: int = 0
+    duplicate_chunks_dropped: int = 0
+    max_tokens: int = 0
 
 
 def validate_stage(batch: ParsedBatch, max_tokens: int) -> ValidatedBatch:
@@ -494,7 +490,14 @@ def run_ingest(
     run_id = new_run_id()
     reports = [
         ingest_source(
-            config, source, store, encoder, run_id, progress=progress, log=log, retry_quarantined=retry_quarantined
+            config,
+            source,
+            store,
+            encoder,
+            run_id,
+            progress=progress,
+            log=log,
+            retry_quarantined=retry_quarantined,
         )
         for source in (list(sources) if sources is not None else config.sources)
     ]

@@ -115,8 +115,7 @@ def embeddings_are_sane(batch: EmbeddedBatch) -> RuleOutcome:
         passed=passed,
         summary=f"{matrix.shape[0]} vectors of dim {matrix.shape[-1]} (expected {batch.dim}); "
         f"finite={finite}; max |norm-1|={worst:.2e}; {truncated} chunks longer than the encoder's "
-        f"{limit} tokens"
-        + (" (lower [chunking] max_tokens to the model's limit)" if truncated else ""),
+        f"{limit} tokens" + (" (lower [chunking] max_tokens to the model's limit)" if truncated else ""),
         metadata={
             "vectors": int(matrix.shape[0]),
             "dim": int(matrix.shape[-1]),
@@ -155,8 +154,13 @@ def no_quality_regression(
     ``accepted`` is the metadata of the last passing evaluation: the baseline only counts when it
     was measured on the same query set.
     """
-    meta: dict[str, Any] = {"primary": primary, "metric": metric, "margin": margin,
-                            "queries_source": queries_source, "queries": n_queries}
+    meta: dict[str, Any] = {
+        "primary": primary,
+        "metric": metric,
+        "margin": margin,
+        "queries_source": queries_source,
+        "queries": n_queries,
+    }
     if primary not in strategies or metric not in strategies[primary]:
         return RuleOutcome(True, f"no {primary} {metric} in this evaluation; nothing to guard", meta)
     current = float(strategies[primary][metric])
@@ -169,7 +173,9 @@ def no_quality_regression(
         and accepted.get("metric") == metric
     )
     if not same_set or accepted is None or "value" not in accepted:
-        return RuleOutcome(True, f"{primary} {metric} = {current:.4f}; first accepted value for this query set", meta)
+        return RuleOutcome(
+            True, f"{primary} {metric} = {current:.4f}; first accepted value for this query set", meta
+        )
     baseline = float(accepted["value"])
     meta["accepted_value"] = baseline
     meta["delta"] = current - baseline
@@ -180,7 +186,9 @@ def no_quality_regression(
             f"(more than the {margin} margin): inspect the change before publishing this index",
             meta,
         )
-    return RuleOutcome(True, f"{primary} {metric} = {current:.4f} (accepted {baseline:.4f}, margin {margin})", meta)
+    return RuleOutcome(
+        True, f"{primary} {metric} = {current:.4f} (accepted {baseline:.4f}, margin {margin})", meta
+    )
 
 
 # ------------------------------------------------------------------ ingestion health (warnings)
@@ -255,7 +263,9 @@ def text_sanity(batch: ValidatedBatch, max_bad_rate: float) -> RuleOutcome:
     return RuleOutcome(True, summary, meta)
 
 
-def chunk_length_distribution(batch: ValidatedBatch, min_tokens: int, max_fragment_rate: float) -> RuleOutcome:
+def chunk_length_distribution(
+    batch: ValidatedBatch, min_tokens: int, max_fragment_rate: float
+) -> RuleOutcome:
     counts = np.array([c.token_count for _, chunks in batch.documents for c in chunks], dtype=np.int64)
     if counts.size == 0:
         return RuleOutcome(True, "no chunks in this run", {"chunks": 0})
@@ -299,8 +309,8 @@ def near_duplicate_documents(batch: EmbeddedBatch, threshold: float) -> RuleOutc
         first = pairs[0]
         return RuleOutcome(
             False,
-            f"{len(pairs)} near-duplicate document pairs (cosine >= {threshold}); first: {first[0]} ~ {first[1]} "
-            f"({first[2]:.3f})",
+            f"{len(pairs)} near-duplicate document pairs (cosine >= {threshold}); "
+            f"first: {first[0]} ~ {first[1]} ({first[2]:.3f})",
             meta,
             error=False,
         )

@@ -92,7 +92,10 @@ def quarantine_rate(
     db = store.open(config, read_only=True)
     return _result(
         rules.quarantine_rate(
-            db, context.partition_key, config.quality.quarantine_warn_rate, config.quality.quarantine_error_rate
+            db,
+            context.partition_key,
+            config.quality.quarantine_warn_rate,
+            config.quality.quarantine_error_rate,
         )
     )
 

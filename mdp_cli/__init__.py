@@ -106,7 +106,8 @@ def ingest(
         bool, typer.Option("--retry-quarantined", help="Re-parse quarantined files even if unchanged")
     ] = False,
     password: Annotated[
-        list[str] | None, typer.Option("--password", help="PDF password as NAME_OR_GLOB=PASSWORD (repeatable)")
+        list[str] | None,
+        typer.Option("--password", help="PDF password as NAME_OR_GLOB=PASSWORD (repeatable)"),
     ] = None,
 ) -> None:
     """Run the graph up to vector_index for PATHS (incremental: unchanged files are skipped)."""
@@ -266,7 +267,8 @@ def index_versions(store: StoreOpt = None, config_file: ConfigOpt = None, as_jso
 
     config = _config(config_file, store)
     versions = [
-        v.__dict__ if hasattr(v, "__dict__") else dict(v) for v in VectorStore.from_config(config.store).versions()
+        v.__dict__ if hasattr(v, "__dict__") else dict(v)
+        for v in VectorStore.from_config(config.store).versions()
     ]
     human = "\n".join("  ".join(f"{k}={v}" for k, v in row.items()) for row in versions) or "no versions yet"
     _emit(versions, as_json, human)

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from conftest import shared_path
 
 # User passwords, as the manifest's notes give them.
@@ -30,7 +29,10 @@ PASSWORDS = {
 def _ingest(pdfs: Path, store: Path, *extra: str) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "mdp_cli", "ingest", str(pdfs), "--store", str(store), "--json", *extra],
-        capture_output=True, text=True, timeout=1800, env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=os.environ.copy(),
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
@@ -56,7 +58,8 @@ def test_all_55_pdfs_end_as_chunks_or_a_reason(tmp_path):
     assert sum(s == "chunked" for s in pdf_status.values()) + len(reasons) == 55
     assert all(reason.strip() for reason in reasons.values())
     readable_text = [
-        name for name, row in manifest.items()
+        name
+        for name, row in manifest.items()
         if row["pypdf_encrypted"] == "False" and int(row["pypdf_text_chars_first20p"] or 0) > 200
     ]
     assert len(readable_text) >= 25

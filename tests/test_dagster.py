@@ -7,10 +7,9 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from ui_helpers import ASSETS
 
 from mdp_resources import SOURCES_PARTITIONS
-
-ASSETS = ["raw_documents", "parsed_chunks", "validated_samples", "embeddings", "vector_index", "retrieval_eval"]
 
 
 def _write_config(tmp_path: Path, corpus: Path, extra: str = "") -> Path:
@@ -31,10 +30,10 @@ root = "{corpus}"
 workers = 2
 
 [store]
-uri = "{tmp_path / 'store'}"
+uri = "{tmp_path / "store"}"
 
 [eval]
-queries = "{eval_dir / 'queries.jsonl'}"
+queries = "{eval_dir / "queries.jsonl"}"
 {extra}
 """
     )
@@ -66,13 +65,23 @@ def test_definitions_hold_the_graph_checks_schedules_and_sensor():
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == set(ASSETS)
-    parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys} for k in graph.get_all_asset_keys()}
+    parents = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
+        for k in graph.get_all_asset_keys()
+    }
     assert parents["parsed_chunks"] == {"raw_documents"}
     assert parents["vector_index"] == {"raw_documents", "embeddings"}
     assert parents["retrieval_eval"] == {"vector_index"}
     checks = {k.name: k for k in graph.asset_check_keys}
-    assert {"schema_validity", "documents_accounted_for", "embeddings_are_sane", "index_matches_manifest"} <= set(checks)
-    blocking = {spec.name for checks_def in defs.asset_checks for spec in checks_def.check_specs if spec.blocking}
+    assert {
+        "schema_validity",
+        "documents_accounted_for",
+        "embeddings_are_sane",
+        "index_matches_manifest",
+    } <= set(checks)
+    blocking = {
+        spec.name for checks_def in defs.asset_checks for spec in checks_def.check_specs if spec.blocking
+    }
     assert blocking == {  # the guards of what comes after them; the other checks only report
         "schema_validity",
         "no_empty_or_duplicate_chunks",
@@ -91,9 +100,12 @@ def test_full_materialization_records_metadata_and_passes_checks(tmp_path, tiny_
     ingest = defs.resolve_job_def("ingest_source").execute_in_process(partition_key="tiny", instance=instance)
     assert ingest.success
     checks = ingest.get_asset_check_evaluations()
-    assert checks and all(c.passed for c in checks), [(c.check_name, c.description) for c in checks if not c.passed]
+    assert checks and all(c.passed for c in checks), [
+        (c.check_name, c.description) for c in checks if not c.passed
+    ]
     meta = {
-        e.asset_key.to_user_string(): e.materialization.metadata for e in ingest.get_asset_materialization_events()
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in ingest.get_asset_materialization_events()
     }
     index = meta["vector_index"]
     assert index["discovered"].value == index["chunked_documents"].value + index["quarantined"].value == 9
@@ -110,12 +122,17 @@ def test_full_materialization_records_metadata_and_passes_checks(tmp_path, tiny_
 
     # A no-op re-run: nothing embedded, same data version for the index.
     again = defs.resolve_job_def("ingest_source").execute_in_process(partition_key="tiny", instance=instance)
-    meta2 = {e.asset_key.to_user_string(): e.materialization for e in again.get_asset_materialization_events()}
+    meta2 = {
+        e.asset_key.to_user_string(): e.materialization for e in again.get_asset_materialization_events()
+    }
     assert meta2["embeddings"].metadata["embedded"].value == 0
-    first_version = [e for e in ingest.get_asset_materialization_events() if e.asset_key.path == ["vector_index"]]
-    assert meta2["vector_index"].tags["dagster/data_version"] == first_version[0].materialization.tags[
-        "dagster/data_version"
+    first_version = [
+        e for e in ingest.get_asset_materialization_events() if e.asset_key.path == ["vector_index"]
     ]
+    assert (
+        meta2["vector_index"].tags["dagster/data_version"]
+        == first_version[0].materialization.tags["dagster/data_version"]
+    )
 
 
 def test_a_failing_blocking_check_keeps_the_index_unwritten(tmp_path, tiny_corpus, instance):
@@ -189,7 +206,9 @@ def test_eval_regression_check_blocks_publishing(tmp_path, tiny_corpus, instance
     assert ingest.execute_in_process(partition_key="tiny", instance=instance).success
     first = publish.execute_in_process(instance=instance)
     assert first.success and published == [1]
-    (check,) = [c for c in first.get_asset_check_evaluations() if c.check_name == "retrieval_quality_no_regression"]
+    (check,) = [
+        c for c in first.get_asset_check_evaluations() if c.check_name == "retrieval_quality_no_regression"
+    ]
     assert check.passed
 
     # The documents that answer both queries disappear from the source: quality falls.
@@ -198,7 +217,9 @@ def test_eval_regression_check_blocks_publishing(tmp_path, tiny_corpus, instance
     facts.write_text("\n".join(line for line in facts.read_text().splitlines() if '"r3"' not in line) + "\n")
     assert ingest.execute_in_process(partition_key="tiny", instance=instance).success
     second = publish.execute_in_process(instance=instance, raise_on_error=False)
-    (check,) = [c for c in second.get_asset_check_evaluations() if c.check_name == "retrieval_quality_no_regression"]
+    (check,) = [
+        c for c in second.get_asset_check_evaluations() if c.check_name == "retrieval_quality_no_regression"
+    ]
     assert not check.passed and "fell to" in (check.description or "")
     assert published == [1]  # not published again
     assert not second.success

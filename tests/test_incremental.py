@@ -20,10 +20,34 @@ import pytest
 N_DOCS = 200
 MDP = [sys.executable, "-m", "mdp_cli"]
 
-WORDS = (
-    "glacier river canyon desert forest meadow volcano island harbour valley prairie tundra marsh "
-    "lagoon plateau reef delta fjord savanna steppe geyser canal orchard vineyard quarry lighthouse"
-).split()
+WORDS = [
+    "glacier",
+    "river",
+    "canyon",
+    "desert",
+    "forest",
+    "meadow",
+    "volcano",
+    "island",
+    "harbour",
+    "valley",
+    "prairie",
+    "tundra",
+    "marsh",
+    "lagoon",
+    "plateau",
+    "reef",
+    "delta",
+    "fjord",
+    "savanna",
+    "steppe",
+    "geyser",
+    "canal",
+    "orchard",
+    "vineyard",
+    "quarry",
+    "lighthouse",
+]
 
 
 def _text(i: int, rng: random.Random) -> str:
@@ -47,7 +71,11 @@ def corpus(tmp_path_factory) -> Path:
 
 def mdp(*args: str, check: bool = True, env: dict[str, str] | None = None) -> dict:
     out = subprocess.run(
-        [*MDP, *args, "--json"], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=900
+        [*MDP, *args, "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=900,
     )
     if check and out.returncode != 0:
         raise AssertionError(f"mdp {' '.join(args)} failed ({out.returncode}):\n{out.stderr[-3000:]}")
@@ -154,8 +182,12 @@ def test_sigkill_mid_update_leaves_a_readable_index_that_the_next_run_completes(
 
     # Killed between the chunks commit and the manifest commit: the worst moment.
     env = {"MDP_FAULT_POINT": "after_chunks_commit"}
-    proc = subprocess.Popen([*MDP, "ingest", str(corpus), "--store", str(store), "--json"], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*MDP, "ingest", str(corpus), "--store", str(store), "--json"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     _, err = proc.communicate(timeout=900)
     assert proc.returncode == -signal.SIGKILL, err[-2000:]
     db = VectorStore(str(store), read_only=True)
@@ -165,8 +197,11 @@ def test_sigkill_mid_update_leaves_a_readable_index_that_the_next_run_completes(
     # Killed at an arbitrary moment of another update.
     for path in sorted(corpus.glob("report-0*.txt"))[:40]:
         path.write_text(path.read_text() + " Addendum.\n")
-    proc = subprocess.Popen([*MDP, "ingest", str(corpus), "--store", str(store), "--json"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*MDP, "ingest", str(corpus), "--store", str(store), "--json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(4)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
@@ -187,10 +222,16 @@ def test_two_concurrent_ingests_into_one_store_end_consistent(corpus, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     for i in range(30):
-        (other / f"memo-{i}.md").write_text(f"# Memo {i}\n\nMemo {i} concerns the harbour budget line {i * 7}.\n")
+        (other / f"memo-{i}.md").write_text(
+            f"# Memo {i}\n\nMemo {i} concerns the harbour budget line {i * 7}.\n"
+        )
     procs = [
-        subprocess.Popen([*MDP, "ingest", str(path), "--store", str(store), "--json"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [*MDP, "ingest", str(path), "--store", str(store), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for path in (corpus, other, corpus)
     ]
     outputs = [p.communicate(timeout=900) for p in procs]

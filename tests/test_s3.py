@@ -21,7 +21,11 @@ def s3_endpoint():
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="mdp", aws_secret_access_key="mdp", region_name="us-east-1"
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="mdp",
+        aws_secret_access_key="mdp",
+        region_name="us-east-1",
     ).create_bucket(Bucket="mdp-index")
     yield endpoint
     server.stop()
@@ -53,7 +57,11 @@ def test_pipeline_indexes_into_s3_and_reads_back(s3_endpoint, tiny_corpus, encod
 
     # The objects really are in the bucket.
     s3 = boto3.client(
-        "s3", endpoint_url=s3_endpoint, aws_access_key_id="mdp", aws_secret_access_key="mdp", region_name="us-east-1"
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id="mdp",
+        aws_secret_access_key="mdp",
+        region_name="us-east-1",
     )
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mdp-index", Prefix="stores/tiny/")["Contents"]]
     assert any(k.startswith("stores/tiny/chunks.lance/") for k in keys)

@@ -28,7 +28,20 @@ def _documents(limit: int | None) -> tuple[list[tuple[str, str]], str]:
                 docs.append((row["_id"], f"{row.get('title', '')}\n\n{row.get('text', '')}".strip()))
         return (docs[:limit] if limit else docs), "scifact"
     rng = random.Random(0)
-    words = "cell protein gene tumour dose trial cohort signal receptor pathway enzyme immune".split()
+    words = [
+        "cell",
+        "protein",
+        "gene",
+        "tumour",
+        "dose",
+        "trial",
+        "cohort",
+        "signal",
+        "receptor",
+        "pathway",
+        "enzyme",
+        "immune",
+    ]
     n = limit or 5183
     docs = [(f"d{i}", " ".join(rng.choice(words) for _ in range(180)) + f" marker{i}") for i in range(n)]
     return docs, "synthetic"
