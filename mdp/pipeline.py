@@ -614,3 +614,19 @@ def evaluate_beir(
     out["queries_source"] = str(beir_dir)
     out["ingest"] = {k: v for k, v in ingest.as_dict().items() if k not in ("quarantine", "sources")}
     return out
+
+
+def generated_queries(
+    store: VectorStore, generate: Callable[[list[tuple[str, str]]], list[Any]]
+) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """Labelled queries written by a local language model from the index's own chunks.
+
+    Each generated question is judged relevant to the document of the chunk it was written from.
+    """
+    from mdp.querygen import to_labelled_queries
+
+    frame = store.chunks_frame(columns=["id", "external_id", "text"])
+    chunks = list(zip(frame["id"].tolist(), frame["text"].tolist(), strict=True))
+    external = dict(zip(frame["id"].tolist(), frame["external_id"].tolist(), strict=True))
+    labelled = to_labelled_queries(generate(chunks), external)
+    return {q.id: q.text for q in labelled}, {q.id: dict(q.relevant) for q in labelled}

@@ -16,6 +16,7 @@ from mdp_assets.assets import (
 )
 from mdp_checks import ALL_CHECKS
 from mdp_resources import SOURCES_PARTITIONS, MdpSettings, MLXEncoderResource, VectorStoreResource
+from mdp_resources.language_models import QueryGeneratorResource
 
 INGEST_ASSETS = [raw_documents, parsed_chunks, validated_samples, embeddings, vector_index]
 
@@ -84,6 +85,9 @@ RESOURCES = {
     "settings": MdpSettings(),
     "encoder": MLXEncoderResource(),
     "store": VectorStoreResource(),
+    # Off until model_path names a local mlx-lm folder: then retrieval_eval writes its own queries
+    # when the corpus has no labelled ones.
+    "query_generator": QueryGeneratorResource(),
 }
 
 defs = dg.Definitions(
