@@ -88,13 +88,13 @@ def check_store(store_config: StoreConfig) -> dict[str, Any]:
 
 
 def check_dagster_home() -> dict[str, Any]:
-    home = os.environ.get("DAGSTER_HOME")
-    if not home:
+    home = os.environ.get("DAGSTER_HOME") or str(PROJECT_ROOT / ".dagster_home")
+    if not Path(home).is_dir():
         return _check(
             "dagster-home",
             False,
-            "DAGSTER_HOME is not set: runs would not be kept. Use `make ui` / `make run`, or "
-            f"export DAGSTER_HOME={PROJECT_ROOT / '.dagster_home'} and copy dagster.yaml into it",
+            f"{home} does not exist yet: `make run` or `make ui` creates it with the repo's dagster.yaml "
+            "(or export DAGSTER_HOME to a folder holding a dagster.yaml)",
         )
     if not (Path(home) / "dagster.yaml").exists():
         return _check("dagster-home", False, f"{home}/dagster.yaml missing: cp dagster.yaml {home}/")

@@ -7,20 +7,26 @@ in the UI (``make ui``) with their metadata and check results.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from mdp.config import config_path, load_config
+from mdp.config import PROJECT_ROOT, config_path, load_config
 from mdp_resources import SOURCES_PARTITIONS
 
 
 def _instance() -> dg.DagsterInstance:
-    if os.environ.get("DAGSTER_HOME"):
-        Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-        return dg.DagsterInstance.get()
-    return dg.DagsterInstance.ephemeral()
+    """The project instance: DAGSTER_HOME, else .dagster_home in the repo with its dagster.yaml."""
+    if not os.environ.get("DAGSTER_HOME"):
+        home = PROJECT_ROOT / ".dagster_home"
+        home.mkdir(exist_ok=True)
+        if not (home / "dagster.yaml").exists() and (PROJECT_ROOT / "dagster.yaml").exists():
+            shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+        os.environ["DAGSTER_HOME"] = str(home)
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.get()
 
 
 def run_all(config_file: Path | None = None) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def _source_for_path(raw: str, taken: set[str]) -> SourceConfig:
     elif path.exists():
         root, include, name_base = path.parent, [path.name], path.stem
     else:
-        raise typer.BadParameter(f"{raw}: no such file or folder; pass a folder, a file or a quoted glob")
+        raise FileNotFoundError(f"{raw}: no such file or folder; pass a folder, a file or a quoted glob")
     name = re.sub(r"[^A-Za-z0-9_.\-]+", "-", name_base) or "source"
     candidate, n = name, 2
     while candidate in taken:

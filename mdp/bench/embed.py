@@ -26,7 +26,8 @@ SCIFACT_CORPUS = REPO.parent / "shared" / "data" / "scifact" / "corpus.jsonl"
 
 
 def default_texts(limit: int) -> list[str]:
-    """SciFact abstracts (title + text) when the shared data is present, else repo doc paragraphs."""
+    """SciFact abstracts (title + text) when the shared data is present, else the bundled corpus's
+    Markdown paragraphs."""
     texts: list[str] = []
     if SCIFACT_CORPUS.exists():
         with SCIFACT_CORPUS.open() as fh:
@@ -38,10 +39,10 @@ def default_texts(limit: int) -> list[str]:
                 if len(texts) >= limit:
                     break
         return texts
-    for doc in sorted((REPO / "docs").glob("*.md")):
+    for doc in sorted((REPO / "mdp" / "sample_corpus").rglob("*.md")):
         texts.extend(p.strip() for p in doc.read_text().split("\n\n") if len(p.strip()) > 40)
     if not texts:
-        raise RuntimeError("no benchmark texts: neither SciFact nor docs/*.md paragraphs found")
+        raise RuntimeError("no benchmark texts: neither SciFact nor the bundled corpus was found")
     while len(texts) < limit:
         texts = texts + texts
     return texts[:limit]
