@@ -172,4 +172,69 @@ def chunk_elements(
             drafts.append(
                 ChunkDraft(text=piece, pages=list(pages), element_types=list(types), token_count=piece_count)
             )
-    return drafts
+    return _rebalance(drafts, tokenizer, config)
+
+
+def _joined(a: ChunkDraft, b: ChunkDraft, tokenizer: Tokenizer) -> ChunkDraft:
+    text = f"{a.text}\n\n{b.text}"
+    return ChunkDraft(
+        text=text,
+        pages=sorted(set(a.pages) | set(b.pages)),
+        element_types=list(dict.fromkeys(a.element_types + b.element_types)),
+        token_count=count_tokens(tokenizer, [text])[0],
+    )
+
+
+def _rebalance(drafts: list[ChunkDraft], tokenizer: Tokenizer, config: ChunkingConfig) -> list[ChunkDraft]:
+    """Fold headings and fragments into their neighbours.
+
+    unstructured's chunkers emit a heading alone when the section after it is too long to share a
+    chunk, and cut long text greedily, leaving a short remainder. Both make weak retrieval units: a
+    title without its text, a sentence without its context. A heading-only chunk joins the next
+    chunk, and a short remainder joins the piece before it (or the two are cut again into halves),
+    always within ``max_tokens``. A new section (one that starts with a heading) is never folded back.
+    """
+    small = max(1, config.target_tokens // 4)
+    out: list[ChunkDraft] = []
+    pending: ChunkDraft | None = None  # a heading waiting for its text
+    for draft in drafts:
+        if pending is not None:
+            merged = _joined(pending, draft, tokenizer)
+            if merged.token_count <= config.max_tokens:
+                draft = merged
+            else:
+                out.append(pending)
+            pending = None
+        if draft.element_types and set(draft.element_types) <= {"Title"}:
+            pending = draft
+            continue
+        starts_section = bool(draft.element_types) and draft.element_types[0] == "Title"
+        if out and draft.token_count < small and not starts_section:  # a remainder of a cut section
+            merged = _joined(out[-1], draft, tokenizer)
+            if merged.token_count <= config.max_tokens:
+                out[-1] = merged
+                continue
+            halves = _halves(merged, tokenizer, config.max_tokens)
+            if halves:
+                out[-1:] = halves
+                continue
+        out.append(draft)
+    if pending is not None:
+        out.append(pending)
+    return out
+
+
+def _halves(draft: ChunkDraft, tokenizer: Tokenizer, max_tokens: int) -> list[ChunkDraft] | None:
+    """Cut a chunk into two of about equal size, or None when that does not fit the limit."""
+    special = special_token_count(tokenizer)
+    half = (draft.token_count - special + 1) // 2 + 1
+    pieces = [p.strip() for p in _cut(draft.text, tokenizer, half) if p.strip()]
+    if len(pieces) != 2:
+        return None
+    counts = count_tokens(tokenizer, pieces)
+    if max(counts) > max_tokens:
+        return None
+    return [
+        ChunkDraft(text=p, pages=list(draft.pages), element_types=list(draft.element_types), token_count=n)
+        for p, n in zip(pieces, counts, strict=True)
+    ]
