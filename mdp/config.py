@@ -84,6 +84,10 @@ class StoreConfig(_Strict):
         "values like ${ENV_VAR} are read from the environment",
     )
 
+    retention_days: float = Field(
+        default=7.0, ge=0, description="Nightly compaction keeps index versions younger than this"
+    )
+
     def resolved_storage_options(self) -> dict[str, str]:
         return {k: os.path.expandvars(v) for k, v in self.storage_options.items()}
 

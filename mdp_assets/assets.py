@@ -24,6 +24,7 @@ from mdp.pipeline import (
     validate_stage,
 )
 from mdp.schemas import Chunk
+from mdp_assets.views import eval_history, plot_history, version_history_md
 from mdp_resources import SOURCES_PARTITIONS, MdpSettings, MLXEncoderResource, VectorStoreResource
 from mdp_resources.language_models import QueryGeneratorResource
 
@@ -216,6 +217,8 @@ def vector_index(
             "code_version": CODE_VERSION,
             "store_uri": config.store.uri,
             "quarantine": dg.MetadataValue.md(_quarantine_preview(totals["quarantine"])),
+            "store_size_mb": round(db.size_bytes() / 1e6, 2),
+            "version_history": dg.MetadataValue.md(version_history_md(db.versions())),
         },
     )
 
@@ -257,6 +260,12 @@ def retrieval_eval(
         for metric, value in scores.items():
             metadata[f"{strategy}/{metric}"] = round(float(value), 4)
     metadata["table"] = dg.MetadataValue.md(report.markdown())
+    if report.strategies and "://" not in config.store.uri:
+        history = eval_history(context.instance, list(report.strategies))
+        history.append((report.index_version or 0, {s: v["ndcg@10"] for s, v in report.strategies.items()}))
+        plot = plot_history(history, Path(config.store.uri).parent / "reports" / "retrieval_eval_ndcg.png")
+        if plot is not None:
+            metadata["ndcg_history_plot"] = dg.MetadataValue.path(str(plot))
     if report.note:
         metadata["note"] = report.note
     return dg.MaterializeResult(value=report, metadata=metadata)  # type: ignore[arg-type]

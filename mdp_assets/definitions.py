@@ -33,6 +33,24 @@ eval_job = dg.define_asset_job(
 )
 
 
+@dg.op(
+    description="Compact the store's tables and delete index versions older than [store] retention_days "
+    "(LanceDB optimize); without it versions and fragments pile up.",
+    pool="mdp_index_writer",
+)
+def compact_store(context: dg.OpExecutionContext, settings: MdpSettings, store: VectorStoreResource) -> None:
+    config = settings.load()
+    db = store.open(config)
+    before = len(db.versions())
+    kept = db.optimize(retention_days=config.store.retention_days)
+    context.log.info(f"compacted {config.store.uri}: {before} chunk versions before, kept {kept}")
+
+
+@dg.job(description="Nightly upkeep of the vector store: compaction and version cleanup.")
+def compact_index() -> None:
+    compact_store()
+
+
 @dg.sensor(
     job=ingest_job,
     minimum_interval_seconds=60,
@@ -72,6 +90,15 @@ def nightly_reindex(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest
     return [dg.RunRequest(partition_key=s.name, run_key=f"nightly:{date}:{s.name}") for s in config.sources]
 
 
+nightly_compaction = dg.ScheduleDefinition(
+    name="nightly_compaction",
+    job=compact_index,
+    cron_schedule="0 3 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Compacts the store after the nightly re-index, before the nightly eval.",
+)
+
 nightly_eval = dg.ScheduleDefinition(
     name="nightly_eval",
     job=eval_job,
@@ -93,8 +120,8 @@ RESOURCES = {
 defs = dg.Definitions(
     assets=[*INGEST_ASSETS, retrieval_eval],
     asset_checks=ALL_CHECKS,
-    jobs=[ingest_job, eval_job],
+    jobs=[ingest_job, eval_job, compact_index],
     sensors=[source_changes],
-    schedules=[nightly_reindex, nightly_eval],
+    schedules=[nightly_reindex, nightly_compaction, nightly_eval],
     resources=RESOURCES,
 )

@@ -69,7 +69,8 @@ def test_graph_checks_and_automation_are_served(ui: UiProject) -> None:
     assert repo["location"]["name"] == "mdp"
     assert {"ingest_source", "evaluate_index"} <= {j["name"] for j in repo["jobs"]}
     schedules = {s["name"]: s for s in repo["schedules"]}
-    assert set(schedules) == {"nightly_reindex", "nightly_eval"}
+    assert set(schedules) == {"nightly_reindex", "nightly_compaction", "nightly_eval"}
+    assert schedules["nightly_compaction"]["pipelineName"] == "compact_index"
     assert schedules["nightly_reindex"]["pipelineName"] == "ingest_source"
     assert schedules["nightly_reindex"]["cronSchedule"] == "0 2 * * *"
     assert schedules["nightly_eval"]["pipelineName"] == "evaluate_index"
