@@ -38,7 +38,10 @@ def render(results: dict[str, Any]) -> str:
         for key, value in section.items():
             if key == "trace":
                 continue
-            lines.append(f"| {key} | {_fmt(value)} |")
+            if isinstance(value, dict):  # e.g. ours_hybrid: {p50_ms, p95_ms}
+                lines += [f"| {key}.{sub} | {_fmt(v)} |" for sub, v in value.items()]
+            else:
+                lines.append(f"| {key} | {_fmt(value)} |")
     lines += ["", END]
     return "\n".join(lines)
 
