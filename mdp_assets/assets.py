@@ -6,6 +6,8 @@ source root); ``retrieval_eval`` scores the whole index.
 
 import hashlib
 import json
+import subprocess
+from functools import lru_cache
 from pathlib import Path
 
 import dagster as dg
@@ -30,6 +32,31 @@ from mdp_resources.language_models import QueryGeneratorResource
 
 GROUP = "mdp"
 CODE_VERSION = mdp_version
+
+
+@lru_cache(maxsize=1)
+def code_revision() -> str:
+    """The git commit of this checkout (recorded so an index can be rebuilt from the same code)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if out.returncode != 0:
+        return "unknown"
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def _quarantine_preview(records: list[dict[str, str]], limit: int = 10) -> str:
@@ -215,6 +242,7 @@ def vector_index(
             "model_id": embeddings.model_id,
             "model_version": embeddings.model_version,
             "code_version": CODE_VERSION,
+            "code_revision": code_revision(),
             "store_uri": config.store.uri,
             "quarantine": dg.MetadataValue.md(_quarantine_preview(totals["quarantine"])),
             "store_size_mb": round(db.size_bytes() / 1e6, 2),

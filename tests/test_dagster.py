@@ -7,7 +7,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from ui_helpers import ASSETS
+from ui_helpers import ASSETS, BLOCKING_CHECKS
 
 from mdp_resources import SOURCES_PARTITIONS
 
@@ -82,14 +82,7 @@ def test_definitions_hold_the_graph_checks_schedules_and_sensor():
     blocking = {
         spec.name for checks_def in defs.asset_checks for spec in checks_def.check_specs if spec.blocking
     }
-    assert blocking == {  # the guards of what comes after them; the other checks only report
-        "schema_validity",
-        "no_empty_or_duplicate_chunks",
-        "documents_accounted_for",
-        "embeddings_are_sane",
-        "index_matches_manifest",
-        "retrieval_quality_no_regression",
-    }
+    assert blocking == BLOCKING_CHECKS  # the guards of what comes after them; the others only report
     assert {s.name for s in defs.schedules} == {"nightly_reindex", "nightly_compaction", "nightly_eval"}
     assert {s.name for s in defs.sensors} == {"source_changes"}
 
