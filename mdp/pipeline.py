@@ -42,12 +42,6 @@ class DiscoveryPlan:
     deleted_document_ids: list[str]
     stale_document_ids: dict[str, list[str]] = field(default_factory=dict)  # relpath -> ids before this run
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.to_parse or self.deleted_document_ids or self.refused_changed)
-
-    refused_changed: bool = False
-
     def summary(self) -> dict[str, int]:
         return {
             "files": len(self.files),
@@ -56,11 +50,6 @@ class DiscoveryPlan:
             "refused": len(self.refused),
             "deleted_documents": len(self.deleted_document_ids),
         }
-
-
-def _relpath_of(document_id: str, source: str) -> str:
-    rest = document_id[len(source) + 1 :] if document_id.startswith(source + ":") else document_id
-    return rest.split("#", 1)[0]
 
 
 def discover_stage(
@@ -79,11 +68,10 @@ def discover_stage(
     ids_by_relpath: dict[str, list[str]] = {}
     chunked_relpaths: set[str] = set()
     for doc_id, entry in manifest.items():
-        relpath = _relpath_of(doc_id, source.name)
-        ids_by_relpath.setdefault(relpath, []).append(doc_id)
-        known_hash[relpath] = entry.file_hash
+        ids_by_relpath.setdefault(entry.relpath, []).append(doc_id)
+        known_hash[entry.relpath] = entry.file_hash
         if entry.status == "chunked":
-            chunked_relpaths.add(relpath)
+            chunked_relpaths.add(entry.relpath)
 
     to_parse: list[SourceFile] = []
     unchanged: list[SourceFile] = []
@@ -102,10 +90,6 @@ def discover_stage(
         if relpath not in present and relpath not in refused_paths
         for doc_id in ids
     )
-    refused_changed = any(
-        manifest.get(f"{source.name}:{rp}") is None or manifest[f"{source.name}:{rp}"].status != "quarantined"
-        for rp in refused_paths
-    )
     return DiscoveryPlan(
         source=source.name,
         files=found.files,
@@ -114,7 +98,6 @@ def discover_stage(
         refused=found.refused,
         deleted_document_ids=deleted,
         stale_document_ids={f.relpath: ids_by_relpath.get(f.relpath, []) for f in to_parse},
-        refused_changed=refused_changed,
     )
 
 

@@ -135,6 +135,12 @@ class Document(VersionedModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
+def relpath_of_document_id(document_id: str) -> str:
+    """The file part of a document id ('<source>:<relpath>[#<record id>]'); source names hold no ':'."""
+    rest = document_id.split(":", 1)[1] if ":" in document_id else document_id
+    return rest.split("#", 1)[0]
+
+
 @register_schema("chunk")
 class Chunk(VersionedModel):
     """A piece of a document small enough for the encoder."""

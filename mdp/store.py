@@ -37,7 +37,7 @@ import pyarrow.fs as pafs
 from filelock import FileLock, Timeout
 
 from mdp.config import StoreConfig
-from mdp.schemas import Chunk, Document, QuarantineRecord
+from mdp.schemas import Chunk, Document, QuarantineRecord, relpath_of_document_id
 
 CHUNKS = "chunks"
 DOCUMENTS = "documents"
@@ -178,18 +178,6 @@ def _sql_list(values: Iterable[str]) -> str:
 
 def _in_filter(column: str, values: Sequence[str]) -> str:
     return f"{column} IN ({_sql_list(values)})"
-
-
-def _relpath(document: Document) -> str:
-    # Document ids are '<source>:<relpath>' or '<source>:<relpath>#<record>'.
-    rest = document.id.split(":", 1)[1] if ":" in document.id else document.id
-    return rest.split("#", 1)[0]
-
-
-def _relpath_of_id(document_id: str, fallback: str) -> str:
-    if ":" not in document_id:
-        return fallback
-    return document_id.split(":", 1)[1].split("#", 1)[0]
 
 
 def chunks_digest(chunks: Sequence[Chunk]) -> str:
@@ -557,7 +545,7 @@ class VectorStore:
                     "document_id": document.id,
                     "source": source,
                     "path": document.path,
-                    "relpath": _relpath(document),
+                    "relpath": relpath_of_document_id(document.id),
                     "external_id": document.external_id,
                     "content_hash": document.content_hash,
                     "file_hash": fhash,
@@ -589,7 +577,7 @@ class VectorStore:
                 continue
             if old is not None and old.n_chunks:
                 replace_ids.append(doc_id)
-            relpath = _relpath(document) if document is not None else _relpath_of_id(doc_id, record.path)
+            relpath = relpath_of_document_id(doc_id)
             doc_rows.append(
                 {
                     "document_id": doc_id,

@@ -34,29 +34,23 @@ GROUP = "mdp"
 CODE_VERSION = mdp_version
 
 
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
 @lru_cache(maxsize=1)
 def code_revision() -> str:
     """The git commit of this checkout (recorded so an index can be rebuilt from the same code)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
+    commit = _git("rev-parse", "--short=12", "HEAD")
+    if commit is None:
         return "unknown"
-    if out.returncode != 0:
-        return "unknown"
-    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    return commit + ("+dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def _quarantine_preview(records: list[dict[str, str]], limit: int = 10) -> str:
@@ -96,7 +90,7 @@ def raw_documents(
         metadata={
             "source_root": dg.MetadataValue.path(str(source.root)),
             "dagster/row_count": len(plan.files),
-            **{k: v for k, v in plan.summary().items()},
+            **plan.summary(),
         },
     )
 

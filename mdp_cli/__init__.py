@@ -59,12 +59,10 @@ def _source_for_path(raw: str, taken: set[str]) -> SourceConfig:
     path = Path(raw).expanduser()
     if any(ch in raw for ch in "*?["):
         parts = Path(raw).parts
-        static = [p for p in parts if not any(ch in p for ch in "*?[")]
         index = next(i for i, p in enumerate(parts) if any(ch in p for ch in "*?["))
-        root = Path(*parts[:index]) if index else Path(".")
+        root = Path(*parts[:index]) if index else Path(".")  # the glob's fixed prefix is the root
         include = ["/".join(parts[index:])]
         name_base = root.resolve().name or "root"
-        del static
     elif path.is_dir():
         root, include, name_base = path, ["**/*"], path.resolve().name
     elif path.exists():
@@ -263,13 +261,12 @@ def sample(
 @index_app.command("versions")
 def index_versions(store: StoreOpt = None, config_file: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List index versions with their run ids and counts."""
+    from dataclasses import asdict
+
     from mdp.store import VectorStore
 
     config = _config(config_file, store)
-    versions = [
-        v.__dict__ if hasattr(v, "__dict__") else dict(v)
-        for v in VectorStore.from_config(config.store).versions()
-    ]
+    versions = [asdict(v) for v in VectorStore.from_config(config.store, read_only=True).versions()]
     human = "\n".join("  ".join(f"{k}={v}" for k, v in row.items()) for row in versions) or "no versions yet"
     _emit(versions, as_json, human)
 
