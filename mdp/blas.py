@@ -114,14 +114,18 @@ def _activate() -> BlasInfo:
         return preloaded
     if "mlx.core" in sys.modules:
         return BlasInfo(
-            "reference", "", False,
+            "reference",
+            "",
+            False,
             "mlx.core was imported before activate_openblas(); its BLAS is already bound to the bundled "
             "reference BLAS (import mdp.blas/mdp.encoder first, or call ensure_openblas_preloaded())",
         )
     lib_path = _find_openblas()
     if lib_path is None:
         return BlasInfo(
-            "reference", "", False,
+            "reference",
+            "",
+            False,
             "OpenBLAS not found: `apt-get install libopenblas0-pthread` (make setup does it); "
             "mlx-cpu falls back to its bundled reference BLAS (slow)",
         )

@@ -58,6 +58,11 @@ class ParsingConfig(_Strict):
     )
     jsonl: JsonlOptions = Field(default_factory=JsonlOptions)
     languages: list[str] = Field(default_factory=lambda: ["eng"])
+    sentence_splitter: Literal["senter", "parser"] = Field(
+        default="senter",
+        description="spaCy pipeline behind unstructured's title/narrative heuristics: "
+        '"senter" is ~10 % faster per PDF, "parser" is unstructured\'s own choice',
+    )
 
 
 class ChunkingConfig(_Strict):

@@ -184,6 +184,22 @@ def test_missing_spacy_model_fails_loudly(monkeypatch: pytest.MonkeyPatch) -> No
         base.ensure_unstructured_ready()
 
 
+def test_sentence_splitter_setting_switches_spacy_pipeline(tmp_path: Path) -> None:
+    """[parsing] sentence_splitter picks the spaCy pipeline behind unstructured's heuristics."""
+    import unstructured.nlp.tokenize as tokenize
+
+    path = tmp_path / "notes.md"
+    path.write_text("# Setup\n\nInstall the package. Then run the tests and read the report.\n")
+    try:
+        for kind, present, absent in (("parser", "parser", "senter"), ("senter", "senter", "parser")):
+            doc = one_doc(path, ParsingConfig(sentence_splitter=kind))  # type: ignore[arg-type]
+            names = tokenize._get_nlp().pipe_names
+            assert present in names and absent not in names and "tagger" in names
+            assert types(doc) == ["Title", "NarrativeText"]
+    finally:
+        base.ensure_unstructured_ready("senter")
+
+
 # -- markup ----------------------------------------------------------------------------------
 
 

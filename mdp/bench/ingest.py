@@ -8,7 +8,9 @@ steady state of a long run. ``ratio`` compares the steady state; ``cold_ratio`` 
   file in turn (what a script would do); its time includes the import.
 - ``parallel``: a fresh Python process runs ``mdp.isolation.process_files`` with one worker
   per core; its time includes imports, worker start-up, the encryption/scan checks,
-  chunking and token counting.
+  chunking and token counting. It runs twice: with mdp's default ``[parsing]
+  sentence_splitter = "senter"`` (``ratio``) and with unstructured's own choice, spaCy's
+  parser (``ratio_parser_splitter``: what parallel workers alone buy).
 
 The two alternate (one round with ``quick``, two otherwise) and each side keeps its best
 time, so load from other processes on a shared machine hurts neither side alone.
@@ -78,7 +80,7 @@ def bench_files(quick: bool = False) -> list[tuple[Path, int]]:
     return chosen
 
 
-def _child(code: str, paths: list[Path]) -> dict[str, Any]:
+def _child(code: str, paths: list[Path], *args: str) -> dict[str, Any]:
     """Run ``code`` in a fresh interpreter (cold imports) and read its last stdout line as JSON."""
     env = {
         **os.environ,
@@ -87,7 +89,11 @@ def _child(code: str, paths: list[Path]) -> dict[str, Any]:
         "SCARF_NO_ANALYTICS": "true",
     }
     done = subprocess.run(
-        [sys.executable, "-c", code, *map(str, paths)], capture_output=True, text=True, env=env, check=False
+        [sys.executable, "-c", code, *args, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     if done.returncode != 0:
         raise RuntimeError(f"benchmark child failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -99,11 +105,11 @@ import json, sys, time
 from pathlib import Path
 if __name__ == "__main__":
     from mdp.bench.ingest import run_parallel
-    print(json.dumps(run_parallel([Path(p) for p in sys.argv[1:]])))
+    print(json.dumps(run_parallel([Path(p) for p in sys.argv[2:]], sys.argv[1])))
 """
 
 
-def run_parallel(paths: list[Path]) -> dict[str, Any]:
+def run_parallel(paths: list[Path], sentence_splitter: str = "senter") -> dict[str, Any]:
     """mdp's side, timed from before its imports (call it in a fresh process)."""
     started = time.perf_counter()
     from mdp.config import MdpConfig, ParsingConfig, SourceConfig
@@ -111,7 +117,8 @@ def run_parallel(paths: list[Path]) -> dict[str, Any]:
     from mdp.sources import discover
 
     source = SourceConfig(name="bench", root=PDF_DIR, include=[p.name for p in paths])
-    config = MdpConfig(sources=[source], parsing=ParsingConfig(timeout_s=900))
+    parsing = ParsingConfig(timeout_s=900, sentence_splitter=sentence_splitter)  # type: ignore[arg-type]
+    config = MdpConfig(sources=[source], parsing=parsing)
     files = discover(source, config.parsing).files
     chunks = quarantined = 0
     for outcome in process_files(files, config):
@@ -139,20 +146,25 @@ def run_ingest_bench(quick: bool = False) -> dict[str, Any]:
     pages = sum(n for _, n in files)
     loops: list[dict[str, Any]] = []
     parallels: list[dict[str, Any]] = []
+    same_heuristics: list[dict[str, Any]] = []
     for _ in range(1 if quick else 2):
         loops.append(_child(_LOOP, paths))
-        parallels.append(_child(_PARALLEL, paths))
+        parallels.append(_child(_PARALLEL, paths, "senter"))
+        same_heuristics.append(_child(_PARALLEL, paths, "parser"))
     loop = min(loops, key=lambda r: r["seconds"])
     parallel = min(parallels, key=lambda r: r["seconds"])
     loop_rate = pages / loop["seconds"]
     parallel_rate = pages / parallel["seconds"]
     warm_loop = pages / min(r["warm_seconds"] for r in loops)
     warm_parallel = pages / min(r["warm_seconds"] for r in parallels)
+    warm_parser = pages / min(r["warm_seconds"] for r in same_heuristics)
     return {
         # steady state (second pass, imports and worker start-up done): what a long run sees
         "parallel_pages_per_s": round(warm_parallel, 2),
         "loop_pages_per_s": round(warm_loop, 2),
         "ratio": round(warm_parallel / warm_loop, 2),
+        # mdp with unstructured's own sentence splitter (the parser): the gain of parallelism alone
+        "ratio_parser_splitter": round(warm_parser / warm_loop, 2),
         # cold (first pass from a fresh interpreter): what a one-off run of a few files sees
         "cold_parallel_pages_per_s": round(parallel_rate, 2),
         "cold_loop_pages_per_s": round(loop_rate, 2),

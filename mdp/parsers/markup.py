@@ -34,7 +34,7 @@ class _UnstructuredTextParser:
         self._partitioner()
 
     def parse(self, path: Path, context: ParseContext) -> Iterator[ParsedDocument | ParseFailure]:
-        ensure_unstructured_ready()
+        ensure_unstructured_ready(context.parsing.sentence_splitter)
         data = path.read_bytes()
         content_hash = context.file_hash(path)
         try:
