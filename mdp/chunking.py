@@ -72,6 +72,19 @@ def _pages_and_types(chunk: Element) -> tuple[list[int], list[str]]:
     return sorted(pages), types
 
 
+def _whole_document(elements: list[Element], tokenizer: Tokenizer) -> ChunkDraft:
+    """The BEIR protocol: one passage per document; the encoder truncates it at its window."""
+    text = "\n\n".join(e.text.strip() for e in elements)
+    pages: set[int] = set()
+    types: list[str] = []
+    for element in elements:
+        element_pages, element_types = _pages_and_types(element)
+        pages.update(element_pages)
+        types += [t for t in element_types if t not in types]
+    (count,) = count_tokens(tokenizer, [text])
+    return ChunkDraft(text=text, pages=sorted(pages), element_types=types, token_count=count)
+
+
 def _unstructured_chunks(elements: list[Element], config: ChunkingConfig, ratio: float) -> list[Element]:
     from unstructured.chunking.basic import chunk_elements as chunk_basic
     from unstructured.chunking.title import chunk_by_title
@@ -156,6 +169,8 @@ def chunk_elements(
     kept = [e for e in elements if isinstance(getattr(e, "text", None), str) and e.text.strip()]
     if not kept:
         return []
+    if config.strategy == "document":
+        return [_whole_document(kept, tokenizer)]
     ratio = chars_per_token(tokenizer, [e.text for e in kept])
     chunks = _unstructured_chunks(kept, config, ratio)
     texts = [c.text for c in chunks]

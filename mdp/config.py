@@ -66,7 +66,11 @@ class ParsingConfig(_Strict):
 
 
 class ChunkingConfig(_Strict):
-    strategy: Literal["by_title", "basic"] = "by_title"
+    strategy: Literal["by_title", "basic", "document"] = Field(
+        default="by_title",
+        description='"document" keeps each document whole as one passage, which the encoder truncates '
+        "at its window (the BEIR protocol, used by `mdp eval --beir --protocol passages`)",
+    )
     max_tokens: int = Field(default=256, ge=8, description="Hard limit, counted with the encoder's tokenizer")
     target_tokens: int = Field(default=200, ge=8, description="Soft size chunks aim for")
     overlap_tokens: int = Field(default=0, ge=0)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import ValidationError
 
-from mdp.config import MdpConfig, SourceConfig
+from mdp.config import ChunkingConfig, MdpConfig, SourceConfig
 from mdp.schemas import Chunk, Document, QuarantineRecord, SourceFile
 
 if TYPE_CHECKING:  # heavy imports stay lazy: parse workers must not load MLX or LanceDB
@@ -189,10 +189,13 @@ class ValidatedBatch(ChunkedBatch):
     rejected_chunks: int = 0
     duplicate_chunks_dropped: int = 0
     max_tokens: int = 0
+    whole_documents: bool = False  # [chunking] strategy = "document": the encoder truncates, by design
 
 
-def validate_stage(batch: ParsedBatch, max_tokens: int) -> ValidatedBatch:
+def validate_stage(batch: ParsedBatch, chunking: ChunkingConfig) -> ValidatedBatch:
     """Re-validate every chunk against the schema; a document with no valid chunk is quarantined."""
+    max_tokens = chunking.max_tokens
+    whole_documents = chunking.strategy == "document"
     documents: list[tuple[Document, list[Chunk]]] = []
     quarantine = list(batch.quarantine)
     rejected = 0
@@ -214,7 +217,7 @@ def validate_stage(batch: ParsedBatch, max_tokens: int) -> ValidatedBatch:
                 problems[_first_error(exc)] += 1
                 rejected += 1
                 continue
-            if valid.token_count > max_tokens:
+            if valid.token_count > max_tokens and not whole_documents:
                 problems[f"chunk has {valid.token_count} tokens > limit {max_tokens}"] += 1
                 rejected += 1
                 continue
@@ -243,6 +246,7 @@ def validate_stage(batch: ParsedBatch, max_tokens: int) -> ValidatedBatch:
         rejected_chunks=rejected,
         duplicate_chunks_dropped=duplicates,
         max_tokens=max_tokens,
+        whole_documents=whole_documents,
     )
 
 
@@ -277,6 +281,7 @@ class EmbeddedBatch:
     model_version: str
     dim: int
     encoder_max_tokens: int = 0  # the encoder truncates beyond this; chunks over it would lose text
+    truncation_expected: bool = False  # whole documents as passages (the BEIR protocol)
 
     @property
     def chunk_count(self) -> int:
@@ -319,6 +324,7 @@ def embed_stage(
         model_version=encoder.model_version,
         dim=encoder.dim,
         encoder_max_tokens=encoder.max_tokens,
+        truncation_expected=batch.whole_documents,
     )
 
 
@@ -431,7 +437,7 @@ def ingest_source(
     parsed = parse_stage(config, source, plan, progress=bar.update_to if bar else None)
     if bar:
         bar.close()
-    validated = validate_stage(parsed, config.chunking.max_tokens)
+    validated = validate_stage(parsed, config.chunking)
     embedded = embed_stage(validated, encoder, store, progress=progress)
     result = index_stage(store, plan, embedded, run_id)
     totals = source_totals(store, source.name)
@@ -574,10 +580,24 @@ def eval_stage(
     return EvalResult(version, len(queries), report.strategies, queries_source=origin)
 
 
+BEIR_PROTOCOLS = ("passages", "pipeline")
+
+
 def evaluate_beir(
-    config: MdpConfig, beir_dir: Path, progress: bool = False, log: Callable[[str], None] | None = None
+    config: MdpConfig,
+    beir_dir: Path,
+    protocol: str = "passages",
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Index a BEIR folder's corpus.jsonl through the normal pipeline, then score it on its qrels."""
+    """Index a BEIR folder's corpus.jsonl through the normal pipeline, then score it on its qrels.
+
+    ``protocol="passages"`` is BEIR's: each document (title and text) is one passage that the
+    encoder truncates at its window, so scores compare with published ones. ``"pipeline"`` keeps
+    the configured chunking; documents are then ranked by their best chunk.
+    """
+    if protocol not in BEIR_PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(BEIR_PROTOCOLS)}")
     from mdp.config import JsonlOptions
     from mdp.encoder import SentenceEncoder
     from mdp.evaluation import load_beir
@@ -586,6 +606,8 @@ def evaluate_beir(
     data = load_beir(beir_dir)
     config = config.model_copy(deep=True)
     config.parsing.jsonl = JsonlOptions(id_field="_id", text_fields=["title", "text"], title_field="title")
+    if protocol == "passages":
+        config.chunking.strategy = "document"
     source = SourceConfig(name=f"beir-{beir_dir.name}", root=beir_dir, include=["corpus.jsonl"])
     store = VectorStore.from_config(config.store)
     encoder = SentenceEncoder(
@@ -595,6 +617,7 @@ def evaluate_beir(
     result = eval_stage(config, store, encoder, queries=data.queries, qrels=data.qrels)
     out = result.as_dict()
     out["queries_source"] = str(beir_dir)
+    out["protocol"] = protocol
     out["ingest"] = {k: v for k, v in ingest.as_dict().items() if k not in ("quarantine", "sources")}
     return out
 

@@ -140,7 +140,7 @@ def validated_samples(
     context: dg.AssetExecutionContext, settings: MdpSettings, parsed_chunks: ParsedBatch
 ) -> dg.MaterializeResult:
     config = settings.load()
-    batch = validate_stage(parsed_chunks, config.chunking.max_tokens)
+    batch = validate_stage(parsed_chunks, config.chunking)
     return dg.MaterializeResult(
         value=batch,
         metadata={

@@ -180,17 +180,28 @@ def eval_command(
     beir: Annotated[
         Path, typer.Option("--beir", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv")
     ],
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="passages: one passage per document, truncated at the encoder's window (BEIR's "
+            "protocol, comparable with published scores); pipeline: mdp's own chunking",
+        ),
+    ] = "passages",
     store: StoreOpt = None,
     config_file: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Index a BEIR-format set if needed and score every strategy on it."""
-    from mdp.pipeline import evaluate_beir
+    from mdp.pipeline import BEIR_PROTOCOLS, evaluate_beir
 
+    if protocol not in BEIR_PROTOCOLS:
+        raise typer.BadParameter(f"choose one of {', '.join(BEIR_PROTOCOLS)}", param_hint="--protocol")
     config = _config(config_file, store)
     if not store:
-        config.store.uri = str((Path("var") / "beir" / beir.resolve().name).resolve())
-    result = evaluate_beir(config, beir.resolve(), progress=True, log=_err)
+        suffix = "" if protocol == "pipeline" else f"-{protocol}"
+        config.store.uri = str((Path("var") / "beir" / f"{beir.resolve().name}{suffix}").resolve())
+    result = evaluate_beir(config, beir.resolve(), protocol=protocol, progress=True, log=_err)
     human = result["table"]
     _emit(result, as_json, human)
 

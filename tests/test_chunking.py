@@ -85,3 +85,14 @@ def test_split_to_limit_prefers_word_boundaries(tokenizer) -> None:
     assert special_token_count(tokenizer) == 2
     with pytest.raises(ValueError, match="no room"):
         split_to_limit(text, tokenizer, 2)
+
+
+def test_document_strategy_keeps_each_document_whole(tokenizer) -> None:
+    """The BEIR protocol: one passage per document, longer than the limit; the encoder truncates it."""
+    body = "Cells divide when the signal arrives and the membrane responds. " * 40
+    elements = [on_page(Title(text="Cell division"), 1), on_page(NarrativeText(text=body), 2)]
+    config = ChunkingConfig(strategy="document", max_tokens=64, target_tokens=48)
+    (draft,) = chunk_elements(elements, tokenizer, config)
+    assert squash(draft.text) == squash("Cell division" + body)
+    assert draft.token_count == count_tokens(tokenizer, [draft.text])[0] > 64
+    assert draft.pages == [1, 2] and draft.element_types == ["Title", "NarrativeText"]

@@ -102,6 +102,34 @@ def test_ingest_query_and_beir_eval(tmp_path, tiny_corpus):
         assert {"ndcg@10", "recall@10", "recall@100", "mrr@10"} <= set(scores)
         assert 0.0 <= scores["ndcg@10"] <= 1.0
     assert result["strategies"]["vector"]["recall@10"] == 1.0  # six documents, every one is retrieved
+    assert result["protocol"] == "passages"
+    assert run("eval", "--beir", str(beir), "--protocol", "chunks").returncode == 2  # names the choices
+
+
+def test_beir_protocols_passages_and_pipeline(tmp_path, encoder):
+    """passages: one passage per document, however long (the encoder truncates, as in BEIR);
+    pipeline: the configured chunking."""
+    from mdp.config import MdpConfig
+    from mdp.pipeline import evaluate_beir
+    from mdp.store import VectorStore
+
+    beir = _tiny_beir(tmp_path)
+    long_text = "Glacial ice grinds the bedrock beneath it into fine flour. " * 60  # ~700 tokens
+    with (beir / "corpus.jsonl").open("a") as fh:
+        fh.write(json.dumps({"_id": "d7", "title": "Ice", "text": long_text, "metadata": {}}) + "\n")
+    counts = {}
+    for protocol in ("passages", "pipeline"):
+        config = MdpConfig()
+        config.store.uri = str(tmp_path / protocol)
+        result = evaluate_beir(config, beir, protocol=protocol)
+        assert result["protocol"] == protocol and result["ingest"]["quarantined"] == 0
+        frame = VectorStore(config.store.uri, read_only=True).chunks_frame(columns=["external_id", "text"])
+        counts[protocol] = frame["external_id"].value_counts().to_dict()
+        if protocol == "passages":
+            (text,) = frame.loc[frame["external_id"] == "d7", "text"]
+            assert text.startswith("Ice") and "".join(text.split()) == "".join(("Ice" + long_text).split())
+    assert set(counts["passages"].values()) == {1} and len(counts["passages"]) == 7
+    assert counts["pipeline"]["d7"] > 1 and counts["pipeline"]["d1"] == 1
 
 
 @pytest.mark.parametrize("strategy", ["vector", "bm25", "hybrid"])
