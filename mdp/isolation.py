@@ -113,7 +113,13 @@ def _pages_of(doc: ParsedDocument) -> int:
 
 def _quarantine(file: SourceFile, reason: str, parser: str = "", **extra: Any) -> QuarantineRecord:
     return QuarantineRecord(
-        source=file.source, path=file.path, reason=reason, stage="parse", parser=parser, **extra
+        source=file.source,
+        path=file.path,
+        reason=reason,
+        stage="parse",
+        parser=parser,
+        format=file.format,
+        **extra,
     )
 
 

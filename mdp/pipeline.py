@@ -262,6 +262,7 @@ def _reject(source: str, document: Document, reason: str) -> QuarantineRecord:
         path=document.path,
         reason=reason,
         stage="validate",
+        format=document.format,
         document_id=document.id,
         content_hash=document.content_hash,
     )
@@ -364,9 +365,13 @@ class SourceReport:
     deleted_documents: int
     index_version: int | None
     quarantine: list[dict[str, str]]
+    by_format: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+_COUNT_KEYS = ("discovered", "chunked_documents", "quarantined")
 
 
 def source_totals(store: VectorStore, source: str) -> dict[str, Any]:
@@ -374,11 +379,17 @@ def source_totals(store: VectorStore, source: str) -> dict[str, Any]:
     manifest = store.manifest(source)
     chunked = [e for e in manifest.values() if e.status == "chunked"]
     quarantined = [e for e in manifest.values() if e.status == "quarantined"]
+    by_format: dict[str, dict[str, int]] = {}
+    for entry in manifest.values():
+        counts = by_format.setdefault(entry.format or "unknown", dict.fromkeys(_COUNT_KEYS, 0))
+        counts["discovered"] += 1
+        counts["chunked_documents" if entry.status == "chunked" else "quarantined"] += 1
     return {
         "discovered": len(manifest),
         "chunked_documents": len(chunked),
         "quarantined": len(quarantined),
         "chunks": sum(e.n_chunks for e in chunked),
+        "by_format": dict(sorted(by_format.items())),
         "quarantine": [
             {"path": e.path, "reason": e.reason, "document_id": e.document_id}
             for e in sorted(quarantined, key=lambda e: e.document_id)
@@ -396,6 +407,12 @@ class IngestReport:
 
     def as_dict(self) -> dict[str, Any]:
         total = lambda key: sum(getattr(s, key) for s in self.sources)  # noqa: E731
+        by_format: dict[str, dict[str, int]] = {}
+        for source in self.sources:
+            for fmt, counts in source.by_format.items():
+                into = by_format.setdefault(fmt, dict.fromkeys(_COUNT_KEYS, 0))
+                for key in _COUNT_KEYS:
+                    into[key] += counts[key]
         return {
             "run_id": self.run_id,
             "store": self.store,
@@ -408,6 +425,7 @@ class IngestReport:
             "parsed_files": total("parsed_files"),
             "unchanged_files": total("unchanged_files"),
             "deleted_documents": total("deleted_documents"),
+            "by_format": dict(sorted(by_format.items())),
             "index_version": self.index_version,
             "quarantine": [q for s in self.sources for q in s.quarantine],
             "sources": {s.source: s.as_dict() for s in self.sources},
@@ -454,6 +472,7 @@ def ingest_source(
         deleted_documents=result.documents_deleted,
         index_version=result.version,
         quarantine=totals["quarantine"],
+        by_format=totals["by_format"],
     )
 
 

@@ -190,7 +190,7 @@ class InstructionSample(VersionedModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
-@register_schema("quarantine_record")
+@register_schema("quarantine_record", version="1.1")  # 1.1: format
 class QuarantineRecord(VersionedModel):
     """Why an input did not become chunks. Every input ends as chunks or as one of these."""
 
@@ -199,6 +199,7 @@ class QuarantineRecord(VersionedModel):
     reason: str = Field(min_length=1, description="Readable: what is wrong and, where known, how to fix it")
     stage: str = Field(description="discover | parse | validate | embed")
     parser: str = ""
+    format: str = Field(default="", description="The input's format where known; empty when none matched")
     document_id: str | None = None
     content_hash: str | None = None
     line: int | None = Field(default=None, description="1-based line for JSONL records")

@@ -157,10 +157,10 @@ def discover(source: SourceConfig, parsing: ParsingConfig | None = None) -> Disc
     limit_bytes = parsing.max_file_mb * 1024 * 1024
     result = Discovery()
 
-    def refuse(path: Path, reason: str, parser: str = "") -> None:
+    def refuse(path: Path, reason: str, parser: str = "", fmt: str = "") -> None:
         result.refused.append(
             QuarantineRecord(
-                source=source.name, path=str(path), reason=reason, stage="discover", parser=parser
+                source=source.name, path=str(path), reason=reason, stage="discover", parser=parser, format=fmt
             )
         )
 
@@ -203,12 +203,13 @@ def discover(source: SourceConfig, parsing: ParsingConfig | None = None) -> Disc
                 f"too large: {size_mb:.1f} MB > limit {parsing.max_file_mb:g} MB; "
                 "raise [parsing] max_file_mb",
                 parser_name,
+                fmt,
             )
             continue
         try:
             digest = _hash_file(path)
         except OSError as exc:
-            refuse(path, f"unreadable: {exc.strerror or exc}", parser_name)
+            refuse(path, f"unreadable: {exc.strerror or exc}", parser_name, fmt)
             continue
         result.files.append(
             SourceFile(

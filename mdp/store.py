@@ -587,7 +587,7 @@ class VectorStore:
                     "external_id": document.external_id if document is not None else "",
                     "content_hash": content_hash,
                     "file_hash": fhash,
-                    "format": document.format if document is not None else "",
+                    "format": document.format if document is not None else record.format,
                     "status": STATUS_QUARANTINED,
                     "n_chunks": 0,
                     "reason": record.reason,

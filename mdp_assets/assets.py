@@ -231,6 +231,7 @@ def vector_index(
             "chunked_documents": totals["chunked_documents"],
             "quarantined": totals["quarantined"],
             "chunks": totals["chunks"],
+            "by_format": dg.MetadataValue.json(totals["by_format"]),
             "index_rows_total": db.count_chunks(),
             "manifest_digest": digest,
             "model_id": embeddings.model_id,

@@ -84,6 +84,11 @@ def _ingest_human(report: dict[str, Any]) -> str:
         f"chunks in index: {report['chunks']}  (embedded this run: {report['embedded']}, "
         f"cache hits: {report['cache_hits']}, unchanged files skipped: {report['unchanged_files']})",
         f"index version: {report['index_version']}  store: {report['store']}",
+        "by format: "
+        + ", ".join(
+            f"{fmt} {c['discovered']} ({c['chunked_documents']} chunked, {c['quarantined']} quarantined)"
+            for fmt, c in report.get("by_format", {}).items()
+        ),
     ]
     if report["quarantine"]:
         lines.append("quarantine:")
@@ -91,6 +96,14 @@ def _ingest_human(report: dict[str, Any]) -> str:
         if len(report["quarantine"]) > 25:
             lines.append(f"  ... {len(report['quarantine']) - 25} more (mdp quarantine)")
     return "\n".join(lines)
+
+
+def _filtered(source: SourceConfig, include: list[str] | None, exclude: list[str] | None) -> SourceConfig:
+    """A path's source narrowed by --include/--exclude (a single-file source keeps its one file)."""
+    update: dict[str, list[str]] = {"exclude": [*source.exclude, *(exclude or [])]}
+    if include and source.include == ["**/*"]:
+        update["include"] = list(include)
+    return source.model_copy(update=update)
 
 
 @app.command()
@@ -107,6 +120,15 @@ def ingest(
         list[str] | None,
         typer.Option("--password", help="PDF password as NAME_OR_GLOB=PASSWORD (repeatable)"),
     ] = None,
+    include: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--include", help="Only files matching this glob, e.g. '**/*.pdf' (repeatable)"
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", help="Skip files matching this glob (repeatable)")
+    ] = None,
 ) -> None:
     """Run the graph up to vector_index for PATHS (incremental: unchanged files are skipped)."""
     from mdp.pipeline import run_ingest
@@ -114,6 +136,8 @@ def ingest(
     config = _config(config_file, store)
     taken: set[str] = set()
     sources = [_source_for_path(p, taken) for p in paths]
+    if include or exclude:
+        sources = [_filtered(source, include, exclude) for source in sources]
     if source_name:
         if len(sources) != 1:
             raise typer.BadParameter("--source names one source; pass one path with it")

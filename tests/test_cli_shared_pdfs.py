@@ -48,6 +48,9 @@ def test_all_55_pdfs_end_as_chunks_or_a_reason(tmp_path):
     # The folder also holds README.md (chunked) and MANIFEST.tsv (no parser for .tsv: quarantined).
     assert report["discovered"] == len(manifest) + 2 == 57
     assert report["chunked_documents"] + report["quarantined"] == 57
+    pdf_counts = report["by_format"]["pdf"]
+    assert pdf_counts["discovered"] == 55 == pdf_counts["chunked_documents"] + pdf_counts["quarantined"]
+    assert report["by_format"]["markdown"]["chunked_documents"] == 1
     reasons = {Path(q["path"]).name: q["reason"] for q in report["quarantine"]}
     assert "unsupported format" in reasons.pop("MANIFEST.tsv")
     from mdp.store import VectorStore
@@ -75,3 +78,9 @@ def test_all_55_pdfs_end_as_chunks_or_a_reason(tmp_path):
     still_locked = [name for name in PASSWORDS if name in after and "password" in after[name]]
     assert not still_locked, after
     assert retried["chunked_documents"] > report["chunked_documents"]
+
+    # Narrowed to the PDFs, the same source drops README.md and MANIFEST.tsv and re-parses nothing.
+    only_pdfs = _ingest(pdfs, store, "--include", "*.pdf", *args)
+    assert only_pdfs["discovered"] == 55 == only_pdfs["chunked_documents"] + only_pdfs["quarantined"]
+    assert (only_pdfs["deleted_documents"], only_pdfs["parsed_files"]) == (2, 0)
+    assert only_pdfs["chunked_documents"] == retried["chunked_documents"] - 1
