@@ -83,6 +83,11 @@ class ModelConfig(_Strict):
     )
     batch_tokens: int = Field(default=8192, ge=256, description="Padded tokens per encoder batch")
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    sentence_vectors: bool = Field(
+        default=True,
+        description="Also embed every sentence of multi-sentence chunks: hybrid search scores a chunk's "
+        "best sentence beside the chunk itself (docs/retrieval.md)",
+    )
 
 
 class StoreConfig(_Strict):

@@ -20,7 +20,8 @@ import numpy as np
 from pydantic import ValidationError
 
 from mdp.config import ChunkingConfig, MdpConfig, SourceConfig
-from mdp.schemas import Chunk, Document, QuarantineRecord, SourceFile
+from mdp.schemas import Chunk, Document, QuarantineRecord, SourceFile, text_hash
+from mdp.sentences import chunk_sentences
 
 if TYPE_CHECKING:  # heavy imports stay lazy: parse workers must not load MLX or LanceDB
     from mdp.encoder import SentenceEncoder
@@ -275,7 +276,7 @@ class EmbeddedBatch:
     documents: list[tuple[Document, list[Chunk], np.ndarray]]
     quarantine: list[tuple[Document | None, QuarantineRecord, str]]
     file_hashes: dict[str, str]
-    embedded: int  # vectors computed in this run
+    embedded: int  # chunk vectors computed in this run
     cache_hits: int
     seconds: float
     model_id: str
@@ -283,31 +284,61 @@ class EmbeddedBatch:
     dim: int
     encoder_max_tokens: int = 0  # the encoder truncates beyond this; chunks over it would lose text
     truncation_expected: bool = False  # whole documents as passages (the BEIR protocol)
+    sentences: int = 0  # distinct sentences with their own vector (beside the chunks')
+    sentences_embedded: int = 0  # of which computed in this run
 
     @property
     def chunk_count(self) -> int:
         return sum(len(chunks) for _, chunks, _ in self.documents)
 
 
-def embed_stage(
-    batch: ValidatedBatch, encoder: SentenceEncoder, store: VectorStore, progress: bool = False
-) -> EmbeddedBatch:
-    """Embed chunk texts, reusing cached vectors for text the model has embedded before."""
-    model_key = f"{encoder.model_id}@{encoder.model_version}"
-    chunks = [chunk for _, doc_chunks in batch.documents for chunk in doc_chunks]
-    hashes = [chunk.text_hash for chunk in chunks]
-    cached = store.get_cached(model_key, sorted(set(hashes)))
-    cache_hits = sum(1 for h in hashes if h in cached)
-    missing: dict[str, str] = {}
-    for chunk in chunks:
-        if chunk.text_hash not in cached and chunk.text_hash not in missing:
-            missing[chunk.text_hash] = chunk.text
-    started = time.perf_counter()
+def _embed_through_cache(
+    store: VectorStore, encoder: SentenceEncoder, model_key: str, texts: dict[str, str], progress: bool
+) -> tuple[dict[str, np.ndarray], set[str]]:
+    """Vectors for ``{text hash: text}``: cached ones reused, the rest encoded and cached.
+    Returns the vectors and the hashes that had to be encoded."""
+    cached = store.get_cached(model_key, sorted(texts))
+    missing = {h: text for h, text in texts.items() if h not in cached}
     if missing:
         vectors = encoder.encode(list(missing.values()), progress=progress)
         fresh = dict(zip(missing.keys(), vectors, strict=True))
         store.put_cached(model_key, list(fresh.keys()), np.stack(list(fresh.values())))
         cached.update(fresh)
+    return cached, set(missing)
+
+
+def backfill_sentence_vectors(store: VectorStore, encoder: SentenceEncoder, progress: bool = False) -> int:
+    """Embed the sentences of the latest version's chunks that have no vector yet (an index built
+    before sentence vectors existed, or with them off); returns how many were embedded."""
+    texts: dict[str, str] = {}
+    for chunk_text in store.chunks_frame(columns=["text"])["text"].tolist():
+        for sentence in chunk_sentences(chunk_text):
+            texts.setdefault(text_hash(sentence), sentence)
+    model_key = f"{encoder.model_id}@{encoder.model_version}"
+    return len(_embed_through_cache(store, encoder, model_key, texts, progress)[1])
+
+
+def embed_stage(
+    batch: ValidatedBatch,
+    encoder: SentenceEncoder,
+    store: VectorStore,
+    progress: bool = False,
+    sentence_vectors: bool = True,
+) -> EmbeddedBatch:
+    """Embed chunk texts (and, with ``sentence_vectors``, the sentences of multi-sentence chunks),
+    reusing cached vectors for text the model has embedded before. Sentence vectors live only in
+    the embedding cache, where the Retriever finds them by text (mdp/sentences.py)."""
+    model_key = f"{encoder.model_id}@{encoder.model_version}"
+    chunks = [chunk for _, doc_chunks in batch.documents for chunk in doc_chunks]
+    hashes = [chunk.text_hash for chunk in chunks]
+    texts = {chunk.text_hash: chunk.text for chunk in chunks}
+    if sentence_vectors:
+        for chunk in chunks:
+            for sentence in chunk_sentences(chunk.text):
+                texts.setdefault(text_hash(sentence), sentence)
+    started = time.perf_counter()
+    cached, missing = _embed_through_cache(store, encoder, model_key, texts, progress)
+    cache_hits = sum(1 for h in hashes if h not in missing)
     seconds = time.perf_counter() - started
     documents = []
     for document, doc_chunks in batch.documents:
@@ -318,8 +349,10 @@ def embed_stage(
         documents=documents,
         quarantine=batch.quarantine,
         file_hashes=batch.file_hashes,
-        embedded=len(missing),
+        embedded=len(missing & set(hashes)),
         cache_hits=cache_hits,
+        sentences=len(texts) - len(set(hashes)),
+        sentences_embedded=len(missing - set(hashes)),
         seconds=seconds,
         model_id=encoder.model_id,
         model_version=encoder.model_version,
@@ -456,7 +489,9 @@ def ingest_source(
     if bar:
         bar.close()
     validated = validate_stage(parsed, config.chunking)
-    embedded = embed_stage(validated, encoder, store, progress=progress)
+    embedded = embed_stage(
+        validated, encoder, store, progress=progress, sentence_vectors=config.model.sentence_vectors
+    )
     result = index_stage(store, plan, embedded, run_id)
     totals = source_totals(store, source.name)
     return SourceReport(
@@ -633,6 +668,8 @@ def evaluate_beir(
         config.model.path, batch_tokens=config.model.batch_tokens, dtype=config.model.dtype
     )
     ingest = run_ingest(config, [source], encoder=encoder, store=store, progress=progress, log=log)
+    if config.model.sentence_vectors:  # an index from before sentence vectors gets them now
+        backfill_sentence_vectors(store, encoder, progress=progress)
     result = eval_stage(config, store, encoder, queries=data.queries, qrels=data.qrels)
     out = result.as_dict()
     out["queries_source"] = str(beir_dir)

@@ -171,13 +171,18 @@ def embeddings(
 ) -> dg.MaterializeResult:
     config = settings.load()
     model = encoder.get_encoder()
-    batch = embed_stage(validated_samples, model, store.open(config))
-    rate = batch.embedded / batch.seconds if batch.seconds > 0 and batch.embedded else 0.0
+    batch = embed_stage(
+        validated_samples, model, store.open(config), sentence_vectors=config.model.sentence_vectors
+    )
+    computed = batch.embedded + batch.sentences_embedded
+    rate = computed / batch.seconds if batch.seconds > 0 and computed else 0.0
     info = {k: v for k, v in model.info().items() if isinstance(v, str | int | float | bool)}
     return dg.MaterializeResult(
         value=batch,
         metadata={
             "embedded": batch.embedded,
+            "sentence_vectors": batch.sentences,
+            "sentences_embedded": batch.sentences_embedded,
             "cache_hits": batch.cache_hits,
             "chunks": batch.chunk_count,
             "texts_per_s": round(rate, 2),

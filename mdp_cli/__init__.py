@@ -122,9 +122,7 @@ def ingest(
     ] = None,
     include: Annotated[
         list[str] | None,
-        typer.Option(
-            "--include", help="Only files matching this glob, e.g. '**/*.pdf' (repeatable)"
-        ),
+        typer.Option("--include", help="Only files matching this glob, e.g. '**/*.pdf' (repeatable)"),
     ] = None,
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", help="Skip files matching this glob (repeatable)")

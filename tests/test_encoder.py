@@ -37,7 +37,7 @@ def _varied_texts() -> list[str]:
         "emoji 🚀🔥💡 and symbols ∑∫√∞ ≠ ≤ ≥",
         "def add(a: int, b: int) -> int:\n    return a + b\n",
         "SELECT id, name FROM users WHERE created_at > NOW() - INTERVAL '7 days' ORDER BY id;",
-        'for (int i = 0; i < n; ++i) { sum += a[i] * b[i]; } // dot product',
+        "for (int i = 0; i < n; ++i) { sum += a[i] * b[i]; } // dot product",
         '{"key": [1, 2, 3], "nested": {"ok": true, "value": null}}',
         "<html><body><p class='x'>Hello</p></body></html>",
         "https://example.com/path?query=1&other=two#fragment",
