@@ -83,10 +83,12 @@ class ModelConfig(_Strict):
     )
     batch_tokens: int = Field(default=8192, ge=256, description="Padded tokens per encoder batch")
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    sentence_vectors: bool = Field(
-        default=True,
-        description="Also embed every sentence of multi-sentence chunks: hybrid search scores a chunk's "
-        "best sentence beside the chunk itself (docs/retrieval.md)",
+    sentence_vectors: bool | None = Field(
+        default=None,
+        description="Also embed every sentence of multi-sentence chunks, so that hybrid search scores a "
+        "chunk's best sentence beside the chunk itself. None (default): on for [chunking] strategy = "
+        '"document" (whole passages, where it helps), off for chunked corpora (where it did not); '
+        "docs/retrieval.md",
     )
 
 
@@ -138,6 +140,12 @@ class MdpConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+
+    def embeds_sentences(self) -> bool:
+        """Whether ingest embeds sentences and search uses them (``[model] sentence_vectors``)."""
+        if self.model.sentence_vectors is not None:
+            return self.model.sentence_vectors
+        return self.chunking.strategy == "document"
 
     def source(self, name: str) -> SourceConfig:
         for source in self.sources:

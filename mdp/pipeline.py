@@ -490,7 +490,7 @@ def ingest_source(
         bar.close()
     validated = validate_stage(parsed, config.chunking)
     embedded = embed_stage(
-        validated, encoder, store, progress=progress, sentence_vectors=config.model.sentence_vectors
+        validated, encoder, store, progress=progress, sentence_vectors=config.embeds_sentences()
     )
     result = index_stage(store, plan, embedded, run_id)
     totals = source_totals(store, source.name)
@@ -610,7 +610,7 @@ def eval_stage(
 ) -> EvalResult:
     """Score every configured strategy on labelled queries (the configured set unless given)."""
     from mdp.evaluation import evaluate_retriever, load_labelled_queries
-    from mdp.retrieval import Retriever
+    from mdp.retrieval import Retriever, retrieval_config
 
     version = store.version()
     origin = "given"
@@ -629,7 +629,7 @@ def eval_stage(
         origin = str(path)
     if not store.count_chunks():
         return EvalResult(version, len(queries), {}, note="the index is empty: ingest a source first")
-    retriever = Retriever(store, encoder)
+    retriever = Retriever(store, encoder, config=retrieval_config(config))
     report = evaluate_retriever(retriever, queries, qrels, config.eval.strategies)
     return EvalResult(version, len(queries), report.strategies, queries_source=origin)
 
@@ -668,7 +668,7 @@ def evaluate_beir(
         config.model.path, batch_tokens=config.model.batch_tokens, dtype=config.model.dtype
     )
     ingest = run_ingest(config, [source], encoder=encoder, store=store, progress=progress, log=log)
-    if config.model.sentence_vectors:  # an index from before sentence vectors gets them now
+    if config.embeds_sentences():  # an index from before sentence vectors gets them now
         backfill_sentence_vectors(store, encoder, progress=progress)
     result = eval_stage(config, store, encoder, queries=data.queries, qrels=data.qrels)
     out = result.as_dict()

@@ -33,6 +33,7 @@ import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
 from pydantic import BaseModel, ConfigDict, Field
 
+from mdp.config import MdpConfig
 from mdp.schemas import text_hash
 from mdp.sentences import chunk_sentences
 from mdp.store import VectorStore
@@ -102,6 +103,12 @@ class RetrievalConfig(BaseModel):
     refresh_interval_s: float = Field(
         default=1.0, ge=0, description="How often a Retriever on the latest version checks for a new one"
     )
+
+
+def retrieval_config(config: MdpConfig) -> RetrievalConfig:
+    """Search settings for an index built with ``config``: the best-sentence list only where ingest
+    embeds sentences (a cache may hold sentence vectors from other settings)."""
+    return RetrievalConfig() if config.embeds_sentences() else RetrievalConfig(sentence_share=0.0)
 
 
 @dataclass(frozen=True)

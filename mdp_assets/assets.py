@@ -172,7 +172,7 @@ def embeddings(
     config = settings.load()
     model = encoder.get_encoder()
     batch = embed_stage(
-        validated_samples, model, store.open(config), sentence_vectors=config.model.sentence_vectors
+        validated_samples, model, store.open(config), sentence_vectors=config.embeds_sentences()
     )
     computed = batch.embedded + batch.sentences_embedded
     rate = computed / batch.seconds if batch.seconds > 0 and computed else 0.0

@@ -167,7 +167,7 @@ def query(
 ) -> None:
     """Top-k chunks for TEXT, with score, document id, source path and text."""
     from mdp.encoder import SentenceEncoder
-    from mdp.retrieval import Retriever
+    from mdp.retrieval import Retriever, retrieval_config
     from mdp.store import VectorStore
 
     if strategy not in ("vector", "bm25", "hybrid"):
@@ -175,7 +175,8 @@ def query(
     config = _config(config_file, store)
     db = VectorStore.from_config(config.store, read_only=True)
     encoder = None if strategy == "bm25" else SentenceEncoder(config.model.path)
-    hits = Retriever(db, encoder, version=version).search(text, strategy=strategy, k=k)
+    settings = retrieval_config(config)
+    hits = Retriever(db, encoder, version=version, config=settings).search(text, strategy=strategy, k=k)
     rows = [
         {
             "rank": i + 1,

@@ -97,14 +97,23 @@ def test_hybrid_with_and_without_the_sentence_signal(indexed, encoder) -> None:
     assert [h.score for h in plain] != [h.score for h in mixed]
 
 
-def test_ingest_embeds_sentences_by_default(tmp_path: Path, encoder) -> None:
+@pytest.mark.parametrize("strategy", ["by_title", "document"])
+def test_sentences_are_embedded_for_whole_passages_by_default(tmp_path: Path, encoder, strategy: str) -> None:
+    """[model] sentence_vectors unset: on for whole passages (chunking "document"), off for chunks."""
+    from mdp.retrieval import retrieval_config
+
     root = tmp_path / "corpus"
     root.mkdir()
     (root / "coffee.md").write_text(PASSAGES["coffee.md"])
     config = MdpConfig(sources=[SourceConfig(name="kb", root=root)])
     config.store.uri = str(tmp_path / "store")
+    config.chunking.strategy = strategy  # type: ignore[assignment]
     store = VectorStore(config.store.uri)
-    run_ingest(config, encoder=encoder, store=store)
-    assert backfill_sentence_vectors(store, encoder) == 0
+    report = run_ingest(config, encoder=encoder, store=store).as_dict()
+    whole = strategy == "document"
+    assert config.embeds_sentences() is whole
+    assert report["chunks"] == 1 if whole else report["chunks"] >= 1
     clear_index_cache()
-    assert Retriever(store, encoder)._current().has_sentences
+    retriever = Retriever(store, encoder, config=retrieval_config(config))
+    assert retriever._current().has_sentences is whole
+    assert (retriever.config.sentence_share > 0) is whole
