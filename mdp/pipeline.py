@@ -20,8 +20,8 @@ import numpy as np
 from pydantic import ValidationError
 
 from mdp.config import ChunkingConfig, MdpConfig, SourceConfig
-from mdp.schemas import Chunk, Document, QuarantineRecord, SourceFile, text_hash
-from mdp.sentences import chunk_sentences
+from mdp.schemas import Chunk, Document, QuarantineRecord, SourceFile
+from mdp.sentences import sentences_by_hash
 
 if TYPE_CHECKING:  # heavy imports stay lazy: parse workers must not load MLX or LanceDB
     from mdp.encoder import SentenceEncoder
@@ -310,10 +310,7 @@ def _embed_through_cache(
 def backfill_sentence_vectors(store: VectorStore, encoder: SentenceEncoder, progress: bool = False) -> int:
     """Embed the sentences of the latest version's chunks that have no vector yet (an index built
     before sentence vectors existed, or with them off); returns how many were embedded."""
-    texts: dict[str, str] = {}
-    for chunk_text in store.chunks_frame(columns=["text"])["text"].tolist():
-        for sentence in chunk_sentences(chunk_text):
-            texts.setdefault(text_hash(sentence), sentence)
+    texts = sentences_by_hash(store.chunks_frame(columns=["text"])["text"].tolist())
     model_key = f"{encoder.model_id}@{encoder.model_version}"
     return len(_embed_through_cache(store, encoder, model_key, texts, progress)[1])
 
@@ -333,9 +330,7 @@ def embed_stage(
     hashes = [chunk.text_hash for chunk in chunks]
     texts = {chunk.text_hash: chunk.text for chunk in chunks}
     if sentence_vectors:
-        for chunk in chunks:
-            for sentence in chunk_sentences(chunk.text):
-                texts.setdefault(text_hash(sentence), sentence)
+        texts = {**sentences_by_hash(chunk.text for chunk in chunks), **texts}
     started = time.perf_counter()
     cached, missing = _embed_through_cache(store, encoder, model_key, texts, progress)
     cache_hits = sum(1 for h in hashes if h not in missing)

@@ -7,20 +7,25 @@ cache, keyed by model and text), and the Retriever scores a chunk's best sentenc
 
 The split must be the same at embed time and at search time, fast (it runs again whenever an
 index version is loaded) and free of models: line breaks, then sentence-ending punctuation
-followed by a space and a capital, digit or opening bracket. Abbreviations such as "e.g. the"
-stay inside their sentence because a lower-case word follows.
+(and any closing quote or bracket) followed by a space and a capital, digit or opening bracket.
+"e.g. the" stays whole because a lower-case word follows; "Fig. 2" and "J. Smith" because a
+known abbreviation or an initial is glued back to what follows.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+
+from mdp.schemas import text_hash
 
 _LINES = re.compile(r"\s*\n\s*")
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+# split on the whitespace only: the punctuation and a closing quote or bracket stay with the sentence
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[\"'(\[]?[A-Z0-9])")
 _ABBREVIATION = re.compile(
     r"(?:\b(?:Fig|Figs|Eq|Eqs|Ref|Refs|Tab|No|Nos|Vol|al|vs|approx|ca|cf|Dr|Mr|Mrs|Ms|Prof|St)|\b[A-Z]|e\.g|i\.e)\.$"
 )
-MIN_CHARS = 12  # shorter pieces of a line (stray numbers, "Fig. 2") join their neighbour
+MIN_CHARS = 12  # shorter pieces of a line ("Why?", "Yes.") join their neighbour
 
 
 def split_sentences(text: str) -> list[str]:
@@ -49,3 +54,12 @@ def chunk_sentences(text: str) -> list[str]:
     """The sentences that get their own vector: none for a one-sentence chunk (its vector serves)."""
     sentences = split_sentences(text)
     return sentences if len(sentences) > 1 else []
+
+
+def sentences_by_hash(chunk_texts: Iterable[str]) -> dict[str, str]:
+    """``{text hash: sentence}`` of every sentence that gets its own vector in these chunks."""
+    out: dict[str, str] = {}
+    for text in chunk_texts:
+        for sentence in chunk_sentences(text):
+            out.setdefault(text_hash(sentence), sentence)
+    return out

@@ -24,6 +24,8 @@ def test_split_keeps_every_word_and_lines_apart() -> None:
     assert sentences[1] == "Ice sheets (e.g. in Greenland) lose mass."
     assert sentences[2:] == ["Melt rose by 12% in 2019! Why?", "Warmer summers.", "Fig. 2 shows the trend."]
     assert " ".join(sentences).split() == text.split()
+    quoted = 'They wrote "it works." Then (in 2020) it failed.'
+    assert split_sentences(quoted) == ['They wrote "it works."', "Then (in 2020) it failed."]
     assert chunk_sentences("One sentence only.") == []
     assert split_sentences("  \n ") == []
 
@@ -86,11 +88,12 @@ def test_hybrid_with_and_without_the_sentence_signal(indexed, encoder) -> None:
         retriever = Retriever(store, encoder, config=RetrievalConfig(sentence_share=share))
         for fusion in ("weighted", "rrf"):
             for exact_limit in (0, 100_000):  # candidates only, or every sentence
-                retriever.config = RetrievalConfig(
-                    sentence_share=share, fusion=fusion, sentence_exact_limit=exact_limit
-                )
-                hits = retriever.search(query, "hybrid", k=3)
-                assert hits[0].document_id.endswith("bees.md"), (share, fusion, exact_limit, hits)
+                for variant in ({}, {"fill_missing": True, "adaptive_weights": True}):
+                    retriever.config = RetrievalConfig(
+                        sentence_share=share, fusion=fusion, sentence_exact_limit=exact_limit, **variant
+                    )
+                    hits = retriever.search(query, "hybrid", k=3)
+                    assert hits[0].document_id.endswith("bees.md"), (share, fusion, exact_limit, hits)
     # the sentence signal changes scores: a third normalised list joins the fusion
     plain = Retriever(store, encoder, config=RetrievalConfig(sentence_share=0.0)).search(query, "hybrid", k=3)
     mixed = Retriever(store, encoder, config=RetrievalConfig(sentence_share=0.5)).search(query, "hybrid", k=3)

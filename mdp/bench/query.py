@@ -57,7 +57,7 @@ def synthetic_corpus(n_chunks: int, seed: int = 0) -> tuple[list[str], np.ndarra
     start = 0
     for length in lengths.tolist():
         chunk_words = vocab_arr[words[start : start + length]].tolist()
-        sentences = []  # sentences of 10-20 words, so that chunks carry sentence vectors like real ones
+        sentences = []  # sentences of 15 words, so that chunks carry sentence vectors like real ones
         while chunk_words:
             take, chunk_words = chunk_words[:SENTENCE_WORDS], chunk_words[SENTENCE_WORDS:]
             sentences.append(" ".join(take).capitalize() + ".")
