@@ -132,6 +132,41 @@ class QualityConfig(_Strict):
     near_duplicate_cosine: float = Field(default=0.98, gt=0, le=1)
 
 
+class RetrievalConfig(_Strict):
+    """``[retrieval]``: search settings; the defaults are the documented label-free choices
+    (docs/retrieval.md)."""
+
+    fusion: Literal["rrf", "weighted"] = Field(default="weighted", description="What 'hybrid' means")
+    rrf_k: float = Field(default=60.0, gt=0, description="RRF constant (Cormack et al. 2009)")
+    vector_weight: float = Field(default=0.5, ge=0)
+    bm25_weight: float = Field(default=0.5, ge=0)
+    candidate_depth: int = Field(
+        default=100, ge=1, description="Candidates taken from each list before fusion"
+    )
+    sentence_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Hybrid: share of the dense weight given to a candidate chunk's best sentence (needs "
+        "sentence vectors at ingest, see [model] sentence_vectors); the rest goes to the chunk's own "
+        "vector. 0 = off",
+    )
+    sentence_exact_limit: int = Field(
+        default=100_000,
+        ge=0,
+        description="Up to this many sentence vectors, the best-sentence list is an exact search over all "
+        "of them, like the other lists; above, only the vector and BM25 candidates are scored",
+    )
+    bm25_k1: float = Field(default=1.5, gt=0)
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+    bm25_method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
+    stemmer: str | None = Field(default="english", description="Snowball language, or None for no stemming")
+    stopwords: bool = True
+    refresh_interval_s: float = Field(
+        default=1.0, ge=0, description="How often a search on the latest version checks for a new one"
+    )
+
+
 class MdpConfig(_Strict):
     sources: list[SourceConfig] = Field(default_factory=list)
     parsing: ParsingConfig = Field(default_factory=ParsingConfig)
@@ -140,6 +175,7 @@ class MdpConfig(_Strict):
     store: StoreConfig = Field(default_factory=StoreConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
 
     def embeds_sentences(self) -> bool:
         """Whether ingest embeds sentences and search uses them (``[model] sentence_vectors``)."""

@@ -31,9 +31,8 @@ import bm25s
 import numpy as np
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
-from pydantic import BaseModel, ConfigDict, Field
 
-from mdp.config import MdpConfig
+from mdp.config import MdpConfig, RetrievalConfig
 from mdp.schemas import text_hash
 from mdp.sentences import chunk_sentences
 from mdp.store import VectorStore
@@ -47,68 +46,12 @@ class Encoder(Protocol):
     def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
-class RetrievalConfig(BaseModel):
-    """Search settings; the defaults are the documented label-free choices (docs/retrieval.md)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    fusion: Literal["rrf", "weighted"] = Field(default="weighted", description="What 'hybrid' means")
-    rrf_k: float = Field(default=60.0, gt=0, description="RRF constant (Cormack et al. 2009)")
-    vector_weight: float = Field(default=0.5, ge=0)
-    bm25_weight: float = Field(default=0.5, ge=0)
-    candidate_depth: int = Field(
-        default=100, ge=1, description="Candidates taken from each list before fusion"
-    )
-    normalization: Literal["minmax", "zscore"] = Field(
-        default="minmax", description="Per-list score normalisation of weighted fusion, over the candidates"
-    )
-    fill_missing: bool = Field(
-        default=False,
-        description="Weighted fusion: score a candidate missing from one list with its exact score there "
-        "(both scores exist for every chunk) instead of 0",
-    )
-    adaptive_weights: bool = Field(
-        default=False,
-        description="Weighted fusion: scale each list's weight per query by how far its best score stands "
-        "above the rest of its candidates (z-score of the top hit)",
-    )
-    sentence_share: float = Field(
-        default=0.5,
-        ge=0,
-        le=1,
-        description="Hybrid: share of the dense weight given to a candidate chunk's best sentence (needs "
-        "[model] sentence_vectors at ingest); the rest goes to the chunk's own vector. 0 = off",
-    )
-    sentence_exact_limit: int = Field(
-        default=100_000,
-        ge=0,
-        description="Up to this many sentence vectors, the best-sentence list is an exact search over all "
-        "of them, like the other lists; above, only the vector and BM25 candidates are scored (an "
-        "approximation that keeps a query's cost bounded; its agreement is in the query benchmark)",
-    )
-    bm25_prf_docs: int = Field(default=0, ge=0, description="RM3 feedback documents for BM25; 0 = off")
-    bm25_prf_terms: int = Field(default=10, ge=1, description="RM3 expansion terms")
-    bm25_prf_query_weight: float = Field(
-        default=0.5, ge=0, le=1, description="RM3 weight of the original query"
-    )
-    vector_prf_docs: int = Field(
-        default=0, ge=0, description="Rocchio feedback chunks for the query vector; 0 = off"
-    )
-    vector_prf_weight: float = Field(default=0.5, ge=0, description="Rocchio weight of the feedback centroid")
-    bm25_k1: float = Field(default=1.5, gt=0)
-    bm25_b: float = Field(default=0.75, ge=0, le=1)
-    bm25_method: Literal["lucene", "robertson", "atire", "bm25l", "bm25+"] = "lucene"
-    stemmer: str | None = Field(default="english", description="Snowball language, or None for no stemming")
-    stopwords: bool = True
-    refresh_interval_s: float = Field(
-        default=1.0, ge=0, description="How often a Retriever on the latest version checks for a new one"
-    )
-
-
 def retrieval_config(config: MdpConfig) -> RetrievalConfig:
-    """Search settings for an index built with ``config``: the best-sentence list only where ingest
+    """``[retrieval]`` for an index built with ``config``: the best-sentence list only where ingest
     embeds sentences (a cache may hold sentence vectors from other settings)."""
-    return RetrievalConfig() if config.embeds_sentences() else RetrievalConfig(sentence_share=0.0)
+    if config.embeds_sentences():
+        return config.retrieval
+    return config.retrieval.model_copy(update={"sentence_share": 0.0})
 
 
 @dataclass(frozen=True)
@@ -172,7 +115,6 @@ class _Index:
             self.matrix = np.zeros((0, 1), dtype=np.float32)
             self.bm25: bm25s.BM25 | None = None
             self.vocab: dict[str, int] = {}
-            self.doc_tokens: list[np.ndarray] = []
             self._no_sentences()
             return
         self.ids = data["id"].to_pylist()
@@ -190,10 +132,6 @@ class _Index:
         if not self.vocab:
             self.vocab[""] = 0
         self.bm25.index(bm25s.tokenization.Tokenized(ids=corpus_ids, vocab=self.vocab), show_progress=False)
-        self.doc_tokens = [np.asarray(row, dtype=np.int32) for row in corpus_ids]
-        self._data = np.asarray(self.bm25.scores["data"], dtype=np.float32)
-        self._indices = np.asarray(self.bm25.scores["indices"])
-        self._indptr = np.asarray(self.bm25.scores["indptr"])
         if model_key and config.sentence_share > 0:
             self._load_sentences(store, model_key)
         else:
@@ -258,49 +196,12 @@ class _Index:
     def query_token_ids(self, text: str) -> list[int]:
         return [self.vocab[t] for t in self.analyzer(text) if t in self.vocab]
 
-    def weighted_bm25(self, weights: Mapping[int, float]) -> np.ndarray:
-        """BM25 of every chunk for a weighted bag of term ids (a term counted twice weighs 2)."""
-        scores = np.zeros(len(self.ids), dtype=np.float32)
-        if self.bm25 is None:
-            return scores
-        for term, weight in weights.items():
-            lo, hi = self._indptr[term], self._indptr[term + 1]
-            scores[self._indices[lo:hi]] += np.float32(weight) * self._data[lo:hi]
-        return scores
-
-    def bm25_scores(self, text: str, config: RetrievalConfig) -> np.ndarray:
+    def bm25_scores(self, text: str) -> np.ndarray:
+        """BM25 of every chunk for ``text`` (a query term that occurs twice counts twice)."""
         ids = self.query_token_ids(text)
         if self.bm25 is None or not ids:
             return np.zeros(len(self.ids), dtype=np.float32)
-        weights: dict[int, float] = {}
-        for t in ids:
-            weights[t] = weights.get(t, 0.0) + 1.0
-        scores = self.weighted_bm25(weights)
-        if config.bm25_prf_docs:
-            scores = self._rm3(weights, scores, config)
-        return scores
-
-    def _rm3(self, query: dict[int, float], scores: np.ndarray, config: RetrievalConfig) -> np.ndarray:
-        """RM3: expand the query with the top terms of the first-pass top documents, then rescore."""
-        top, top_scores = _top(scores, config.bm25_prf_docs, positive_only=True)
-        if len(top) == 0:
-            return scores
-        feedback: dict[int, float] = {}
-        for doc, doc_score in zip(top.tolist(), top_scores.tolist(), strict=True):
-            terms, counts = np.unique(self.doc_tokens[doc], return_counts=True)
-            if not len(terms):
-                continue
-            weights = counts / counts.sum() * doc_score
-            for t, w in zip(terms.tolist(), weights.tolist(), strict=True):
-                feedback[t] = feedback.get(t, 0.0) + w
-        best = sorted(feedback.items(), key=lambda item: -item[1])[: config.bm25_prf_terms]
-        fb_total = sum(w for _, w in best) or 1.0
-        q_total = sum(query.values())
-        lam = config.bm25_prf_query_weight
-        expanded: dict[int, float] = {t: lam * w / q_total for t, w in query.items()}
-        for t, w in best:
-            expanded[t] = expanded.get(t, 0.0) + (1 - lam) * w / fb_total
-        return self.weighted_bm25(expanded)
+        return np.asarray(self.bm25.get_scores(ids), dtype=np.float32)
 
 
 def _top(scores: np.ndarray, k: int, positive_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -327,6 +228,15 @@ def rrf_fuse(lists: Sequence[tuple[np.ndarray, np.ndarray]], rrf_k: float) -> di
 
 _SPLIT_ROWS = 32_768  # a matrix-vector product over more rows than this is split across threads
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:  # concurrent first queries must not each start a pool
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdp-matvec")
+        return _POOL
 
 
 def _matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
@@ -334,13 +244,10 @@ def _matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
     than a multi-threaded BLAS gemv (7 ms vs 0.3 ms at 5k x 384 under load). A large matrix is cut
     into one block of rows per core, computed in threads (einsum releases the GIL): the product
     is bound by memory bandwidth, which one core does not saturate (1.5-1.7x at 100k x 384)."""
-    global _POOL
     rows = matrix.shape[0]
     workers = min(os.cpu_count() or 1, 4)
     if rows < _SPLIT_ROWS or workers < 2:
         return np.einsum("ij,j->i", matrix, vector)
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mdp-matvec")
     out = np.empty(rows, dtype=np.result_type(matrix.dtype, vector.dtype))
     bounds = np.linspace(0, rows, workers + 1, dtype=np.int64)
 
@@ -348,7 +255,7 @@ def _matvec(matrix: np.ndarray, vector: np.ndarray) -> np.ndarray:
         lo, hi = bounds[i], bounds[i + 1]
         np.einsum("ij,j->i", matrix[lo:hi], vector, out=out[lo:hi])
 
-    list(_POOL.map(block, range(workers)))
+    list(_pool(workers).map(block, range(workers)))
     return out
 
 
@@ -359,50 +266,19 @@ def _dot(matrix: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return vectors @ matrix.T
 
 
-def _top_z(scores: np.ndarray) -> float:
-    """How far the best candidate stands above the others, in standard deviations (0 if flat)."""
-    if len(scores) < 2:
-        return 0.0
-    std = float(scores.std())
-    return float(scores[0] - scores.mean()) / std if std > 0 else 0.0
-
-
-def _normaliser(scores: np.ndarray, method: str) -> tuple[float, float]:
-    """(shift, scale) so that (x - shift) / scale is the normalised score."""
-    if method == "zscore":
-        std = float(scores.std())
-        return float(scores.mean()), std if std > 0 else 1.0
-    lo, hi = float(scores.min()), float(scores.max())
-    return lo, (hi - lo) if hi > lo else 1.0
-
-
 def weighted_fuse(
-    lists: Sequence[tuple[np.ndarray, np.ndarray]],
-    weights: Sequence[float],
-    normalization: str = "minmax",
-    full_scores: Sequence[np.ndarray] | None = None,
+    lists: Sequence[tuple[np.ndarray, np.ndarray]], weights: Sequence[float]
 ) -> dict[int, float]:
-    """Normalise each list over its candidates, then a weighted sum.
-
-    A candidate missing from a list scores 0 there, unless ``full_scores`` (every row's raw score per
-    list) is given: then its real score is normalised the same way (min-max clipped at 0).
-    """
-    candidates = sorted({i for indices, _ in lists for i in indices.tolist()})
-    fused: dict[int, float] = dict.fromkeys(candidates, 0.0)
-    for n, ((indices, scores), weight) in enumerate(zip(lists, weights, strict=True)):
+    """Min-max normalise each list over its candidates, then a weighted sum (a candidate missing from a
+    list scores 0 there)."""
+    fused: dict[int, float] = {i: 0.0 for indices, _ in lists for i in indices.tolist()}
+    for (indices, scores), weight in zip(lists, weights, strict=True):
         if len(indices) == 0 or weight == 0:
             continue
-        shift, scale = _normaliser(scores, normalization)
-        if full_scores is not None:
-            values = (full_scores[n][candidates] - shift) / scale
-            if normalization == "minmax":
-                values = np.clip(values, 0.0, None)
-            for idx, value in zip(candidates, values.tolist(), strict=True):
-                fused[idx] += weight * value
-        else:
-            norm = (scores - shift) / scale
-            for idx, value in zip(indices.tolist(), norm.tolist(), strict=True):
-                fused[idx] += weight * value
+        lo, hi = float(scores.min()), float(scores.max())
+        norm = (scores - lo) / (hi - lo if hi > lo else 1.0)
+        for idx, value in zip(indices.tolist(), norm.tolist(), strict=True):
+            fused[idx] += weight * value
     return fused
 
 
@@ -512,7 +388,7 @@ class Retriever:
         return vectors.reshape(len(queries), -1)
 
     def _vector_scores(self, index: _Index, vectors: np.ndarray) -> np.ndarray:
-        """Dot products of every query with every chunk, shape (queries, chunks); Rocchio PRF if set."""
+        """Dot products of every query with every chunk, shape (queries, chunks)."""
         if len(index) == 0:
             return np.zeros((len(vectors), 0), dtype=np.float32)
         if vectors.shape[1] != index.matrix.shape[1]:
@@ -520,16 +396,7 @@ class Retriever:
                 f"query vectors have dimension {vectors.shape[1]} but the index holds "
                 f"{index.matrix.shape[1]}: use the model that built the store"
             )
-        scores = _dot(index.matrix, vectors)
-        m = self.config.vector_prf_docs
-        if m:
-            expanded = np.empty_like(vectors)
-            for row in range(len(vectors)):
-                top, _ = _top(scores[row], m)
-                q = vectors[row] + self.config.vector_prf_weight * index.matrix[top].mean(axis=0)
-                expanded[row] = q / (np.linalg.norm(q) or 1.0)
-            scores = _dot(index.matrix, expanded)
-        return scores
+        return _dot(index.matrix, vectors)
 
     def _ranked(
         self, index: _Index, strategy: str, queries: list[str], vectors: np.ndarray | None, k: int
@@ -539,7 +406,7 @@ class Retriever:
         if strategy == "bm25":
             out = []
             for q in queries:
-                idx, sc = _top(index.bm25_scores(q, cfg), k, positive_only=True)
+                idx, sc = _top(index.bm25_scores(q), k, positive_only=True)
                 out.append(list(zip(idx.tolist(), sc.tolist(), strict=True)))
             return out
         if vectors is None:
@@ -552,12 +419,11 @@ class Retriever:
         out = []
         share = cfg.sentence_share if index.has_sentences else 0.0
         for q, vec_row, q_vec in zip(queries, vector_scores, vectors, strict=True):
-            bm_row = index.bm25_scores(q, cfg)
+            bm_row = index.bm25_scores(q)
             vec_list = _top(vec_row, depth)
             bm_list = _top(bm_row, depth, positive_only=True)
             lists = [vec_list, bm_list]
             weights = [cfg.vector_weight, cfg.bm25_weight]
-            full = [vec_row, bm_row] if cfg.fill_missing else None  # every row's raw score per list
             if share:
                 if len(index.sentence_matrix) <= cfg.sentence_exact_limit:
                     # each chunk's best sentence, searched exactly like the other lists
@@ -568,18 +434,8 @@ class Retriever:
                     scores = index.best_sentence_scores(candidates, q_vec, vec_row)
                     order = np.lexsort((candidates, -scores))  # best first, like _top
                     lists.append((candidates[order], scores[order]))
-                    if full is not None:
-                        sentence_row = np.zeros_like(vec_row)
-                        sentence_row[candidates] = scores
-                if full is not None:
-                    full.append(sentence_row)
                 weights = [cfg.vector_weight * (1 - share), cfg.bm25_weight, cfg.vector_weight * share]
-            if method == "rrf":
-                fused = rrf_fuse(lists, cfg.rrf_k)
-            else:
-                if cfg.adaptive_weights:
-                    weights = [w * _top_z(v) for w, (_, v) in zip(weights, lists, strict=True)]
-                fused = weighted_fuse(lists, weights, cfg.normalization, full)
+            fused = rrf_fuse(lists, cfg.rrf_k) if method == "rrf" else weighted_fuse(lists, weights)
             out.append(sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k])
         return out
 

@@ -140,12 +140,6 @@ def test_fusion_functions() -> None:
     w = weighted_fuse([a, b], [0.5, 0.5])
     assert w[0] == pytest.approx(0.5) and w[2] == pytest.approx(0.5) and w[3] == pytest.approx(0.0)
     assert w[1] == pytest.approx(0.25)
-    full = [
-        np.array([0.9, 0.5, 0.1, 0.7], dtype=np.float32),
-        np.array([0.0, 0.0, 10.0, 5.0], dtype=np.float32),
-    ]
-    filled = weighted_fuse([a, b], [0.5, 0.5], full_scores=full)
-    assert filled[3] == pytest.approx(0.5 * 0.75)  # its vector score (0.7) now counts
 
 
 def test_empty_store_returns_nothing(tmp_path: Path) -> None:
@@ -153,10 +147,3 @@ def test_empty_store_returns_nothing(tmp_path: Path) -> None:
     assert retriever.search("anything", "hybrid") == []
     assert retriever.search("anything", "bm25") == []
     assert retriever.rank_documents({"q": "anything"}, "vector") == {"q": {}}
-
-
-def test_prf_options_run(store: VectorStore) -> None:
-    config = RetrievalConfig(bm25_prf_docs=2, vector_prf_docs=2, fill_missing=True, normalization="zscore")
-    retriever = Retriever(store, ENCODER, config=config)
-    for strategy in ("bm25", "vector", "hybrid"):
-        assert retriever.search("cats purr", strategy, k=2)[0].external_id == "cats.md"
