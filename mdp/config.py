@@ -214,18 +214,37 @@ def config_path() -> Path:
     return Path(env).resolve() if env else PROJECT_ROOT / DEFAULT_CONFIG_NAME
 
 
+_LOADED: dict[tuple[str, bytes], MdpConfig] = {}
+
+
 def load_config(path: str | Path | None = None) -> MdpConfig:
-    """Load and validate a config file; errors name the file and the field."""
+    """Load and validate a config file; errors name the file and the field.
+
+    A file is parsed and validated once per process (and again only when its bytes change); every
+    call returns its own copy, so a caller that adjusts its config (the CLI's --store, a password)
+    changes nobody else's.
+    """
     file = Path(path).resolve() if path else config_path()
-    if not file.exists():
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
         raise FileNotFoundError(
             f"config file {file} not found: create it (see docs/configuration.md) or set MDP_CONFIG"
-        )
-    with file.open("rb") as fh:
-        try:
-            raw = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{file}: invalid TOML: {exc}") from exc
+        ) from None
+    key = (str(file), data)
+    config = _LOADED.get(key)
+    if config is None:
+        config = _parse_config(file, data)
+        _LOADED.clear()  # one file version per process is what every caller wants
+        _LOADED[key] = config
+    return config.model_copy(deep=True)
+
+
+def _parse_config(file: Path, data: bytes) -> MdpConfig:
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{file}: invalid TOML: {exc}") from exc
     try:
         config = MdpConfig.model_validate(raw)
     except Exception as exc:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mdp.blas import activate_openblas, blas_info
+from mdp.config import ModelConfig
 
 _BLAS = activate_openblas()  # must precede the first `import mlx.core` (see mdp/blas.py)
 
@@ -97,6 +98,11 @@ class SentenceEncoder:
         self.dim = self.config.hidden_size
         self.model_id = self._model_id()
         self.model_version = weights_sha256(weights)[:12]
+
+    @classmethod
+    def from_config(cls, model: ModelConfig) -> SentenceEncoder:
+        """The encoder that ``[model]`` in mdp.toml names."""
+        return cls(model.path, batch_tokens=model.batch_tokens, dtype=model.dtype)
 
     # -- metadata ----------------------------------------------------------------------------
 

@@ -522,9 +522,7 @@ def run_ingest(
 
     started = time.perf_counter()
     store = store or VectorStore.from_config(config.store)
-    encoder = encoder or SentenceEncoder(
-        config.model.path, batch_tokens=config.model.batch_tokens, dtype=config.model.dtype
-    )
+    encoder = encoder or SentenceEncoder.from_config(config.model)
     run_id = new_run_id()
     reports = [
         ingest_source(
@@ -659,9 +657,7 @@ def evaluate_beir(
         config.chunking.strategy = "document"
     source = SourceConfig(name=f"beir-{beir_dir.name}", root=beir_dir, include=["corpus.jsonl"])
     store = VectorStore.from_config(config.store)
-    encoder = SentenceEncoder(
-        config.model.path, batch_tokens=config.model.batch_tokens, dtype=config.model.dtype
-    )
+    encoder = SentenceEncoder.from_config(config.model)
     ingest = run_ingest(config, [source], encoder=encoder, store=store, progress=progress, log=log)
     if config.embeds_sentences():  # an index from before sentence vectors gets them now
         backfill_sentence_vectors(store, encoder, progress=progress)

@@ -83,7 +83,7 @@ def raw_documents(
 ) -> dg.MaterializeResult:
     project = settings.load()
     source = project.source(context.partition_key)
-    plan = discover_stage(project, source, store.open(project), retry_quarantined=config.retry_quarantined)
+    plan = discover_stage(project, source, store.open(), retry_quarantined=config.retry_quarantined)
     context.log.info(f"source {source.name}: {plan.summary()}")
     return dg.MaterializeResult(
         value=plan,
@@ -171,9 +171,7 @@ def embeddings(
 ) -> dg.MaterializeResult:
     config = settings.load()
     model = encoder.get_encoder()
-    batch = embed_stage(
-        validated_samples, model, store.open(config), sentence_vectors=config.embeds_sentences()
-    )
+    batch = embed_stage(validated_samples, model, store.open(), sentence_vectors=config.embeds_sentences())
     computed = batch.embedded + batch.sentences_embedded
     rate = computed / batch.seconds if batch.seconds > 0 and computed else 0.0
     info = {k: v for k, v in model.info().items() if isinstance(v, str | int | float | bool)}
@@ -217,8 +215,7 @@ def vector_index(
     raw_documents: DiscoveryPlan,
     embeddings: EmbeddedBatch,
 ) -> dg.MaterializeResult:
-    config = settings.load()
-    db = store.open(config)
+    db = store.open()
     result = index_stage(db, raw_documents, embeddings, context.run.run_id)
     totals = source_totals(db, context.partition_key)
     digest = db.manifest_digest(context.partition_key)
@@ -243,7 +240,7 @@ def vector_index(
             "model_version": embeddings.model_version,
             "code_version": CODE_VERSION,
             "code_revision": code_revision(),
-            "store_uri": config.store.uri,
+            "store_uri": store.store_config().uri,
             "quarantine": dg.MetadataValue.md(_quarantine_preview(totals["quarantine"])),
             "store_size_mb": round(db.size_bytes() / 1e6, 2),
             "version_history": dg.MetadataValue.md(version_history_md(db.versions())),
@@ -269,7 +266,7 @@ def retrieval_eval(
     from mdp.pipeline import eval_stage, generated_queries
 
     config = settings.load()
-    db = store.open(config, read_only=True)
+    db = store.open(read_only=True)
     queries = qrels = None
     labelled = config.eval.queries is not None and Path(config.eval.queries).exists()
     if not labelled and query_generator.enabled and db.count_chunks():
@@ -288,10 +285,11 @@ def retrieval_eval(
         for metric, value in scores.items():
             metadata[f"{strategy}/{metric}"] = round(float(value), 4)
     metadata["table"] = dg.MetadataValue.md(report.markdown())
-    if report.strategies and "://" not in config.store.uri:
+    store_uri = store.store_config().uri
+    if report.strategies and "://" not in store_uri:
         history = eval_history(context.instance, list(report.strategies))
         history.append((report.index_version or 0, {s: v["ndcg@10"] for s, v in report.strategies.items()}))
-        plot = plot_history(history, Path(config.store.uri).parent / "reports" / "retrieval_eval_ndcg.png")
+        plot = plot_history(history, Path(store_uri).parent / "reports" / "retrieval_eval_ndcg.png")
         if plot is not None:
             metadata["ndcg_history_plot"] = dg.MetadataValue.path(str(plot))
     if report.note:

@@ -4,7 +4,6 @@ import json
 
 import dagster as dg
 
-from mdp.config import load_config
 from mdp.watch import source_fingerprint
 from mdp_assets.assets import (
     embeddings,
@@ -40,7 +39,7 @@ eval_job = dg.define_asset_job(
 )
 def compact_store(context: dg.OpExecutionContext, settings: MdpSettings, store: VectorStoreResource) -> None:
     config = settings.load()
-    db = store.open(config)
+    db = store.open()
     before = len(db.versions())
     kept = db.optimize(retention_days=config.store.retention_days)
     context.log.info(f"compacted {config.store.uri}: {before} chunk versions before, kept {kept}")
@@ -58,8 +57,8 @@ def compact_index() -> None:
     description="Adds a partition for each new configured source and requests a run for each source "
     "whose files were added, changed or removed (stat-only fingerprint, no file is read).",
 )
-def source_changes(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    config = load_config()
+def source_changes(context: dg.SensorEvaluationContext, settings: MdpSettings) -> dg.SensorResult:
+    config = settings.load()
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     existing = set(context.instance.get_dynamic_partitions(SOURCES_PARTITIONS.name or ""))
     new_keys = [s.name for s in config.sources if s.name not in existing]
@@ -84,8 +83,8 @@ def source_changes(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Nightly re-index of every configured source (cheap when nothing changed).",
 )
-def nightly_reindex(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
-    config = load_config()
+def nightly_reindex(context: dg.ScheduleEvaluationContext, settings: MdpSettings) -> list[dg.RunRequest]:
+    config = settings.load()
     date = context.scheduled_execution_time.strftime("%Y-%m-%d")
     return [dg.RunRequest(partition_key=s.name, run_key=f"nightly:{date}:{s.name}") for s in config.sources]
 
@@ -108,14 +107,21 @@ nightly_eval = dg.ScheduleDefinition(
     description="Re-scores the index after the nightly re-index.",
 )
 
-RESOURCES = {
-    "settings": MdpSettings(),
-    "encoder": MLXEncoderResource(),
-    "store": VectorStoreResource(),
-    # Off until model_path names a local mlx-lm folder: then retrieval_eval writes its own queries
-    # when the corpus has no labelled ones.
-    "query_generator": QueryGeneratorResource(),
-}
+
+def project_resources(settings: MdpSettings | None = None) -> dict[str, object]:
+    """Every resource, built from one configuration (``settings``: mdp.toml by default)."""
+    settings = settings or MdpSettings()
+    return {
+        "settings": settings,
+        "encoder": MLXEncoderResource(settings=settings),
+        "store": VectorStoreResource(settings=settings),
+        # Off until model_path names a local mlx-lm folder: then retrieval_eval writes its own queries
+        # when the corpus has no labelled ones.
+        "query_generator": QueryGeneratorResource(),
+    }
+
+
+RESOURCES = project_resources()
 
 defs = dg.Definitions(
     assets=[*INGEST_ASSETS, retrieval_eval],

@@ -73,10 +73,9 @@ def embeddings_are_sane(embeddings: EmbeddedBatch) -> dg.AssetCheckResult:
     description="Index rows for the source equal its validated chunks in the manifest; ids are unique.",
 )
 def index_matches_manifest(
-    context: dg.AssetCheckExecutionContext, settings: MdpSettings, store: VectorStoreResource
+    context: dg.AssetCheckExecutionContext, store: VectorStoreResource
 ) -> dg.AssetCheckResult:
-    config = settings.load()
-    return _result(rules.index_matches_manifest(store.open(config, read_only=True), context.partition_key))
+    return _result(rules.index_matches_manifest(store.open(read_only=True), context.partition_key))
 
 
 @dg.asset_check(
@@ -89,7 +88,7 @@ def quarantine_rate(
     context: dg.AssetCheckExecutionContext, settings: MdpSettings, store: VectorStoreResource
 ) -> dg.AssetCheckResult:
     config = settings.load()
-    db = store.open(config, read_only=True)
+    db = store.open(read_only=True)
     return _result(
         rules.quarantine_rate(
             db,

@@ -50,10 +50,11 @@ def instance(tmp_path: Path):
 
 
 def _defs(config: Path, **overrides):
-    from mdp_assets.definitions import RESOURCES, defs
+    from mdp_assets.definitions import defs, project_resources
     from mdp_resources import MdpSettings
 
-    resources = {**RESOURCES, "settings": MdpSettings(config_file=str(config)), **overrides}
+    settings = MdpSettings(config_file=str(config))
+    resources = {**project_resources(settings), **{k: f(settings) for k, f in overrides.items()}}
     return dg.Definitions(
         assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, resources=resources
     )
@@ -146,7 +147,9 @@ def test_a_failing_blocking_check_keeps_the_index_unwritten(tmp_path, tiny_corpu
     long_text = " ".join(f"Sentence number {i} talks about glaciers and rivers." for i in range(60))
     (tiny_corpus / "long.md").write_text("# Long\n\n" + long_text + "\n")
     config = _write_config(tmp_path, tiny_corpus)
-    defs = _defs(config, encoder=MLXEncoderResource(model_path=str(short_window)))
+    defs = _defs(
+        config, encoder=lambda settings: MLXEncoderResource(settings=settings, model_path=str(short_window))
+    )
     result = defs.resolve_job_def("ingest_source").execute_in_process(
         partition_key="tiny", instance=instance, raise_on_error=False
     )
@@ -161,19 +164,22 @@ def test_a_failing_blocking_check_keeps_the_index_unwritten(tmp_path, tiny_corpu
 
 
 def test_sensor_adds_new_sources_and_requests_changed_ones(tmp_path, tiny_corpus, instance, monkeypatch):
+    """The sensor reads the settings resource's config file (MDP_CONFIG pointing elsewhere is ignored)."""
     from mdp_assets.definitions import source_changes
+    from mdp_resources import MdpSettings
 
     config = _write_config(tmp_path, tiny_corpus)
-    monkeypatch.setenv("MDP_CONFIG", str(config))
-    with dg.build_sensor_context(instance=instance) as context:
+    monkeypatch.setenv("MDP_CONFIG", str(tmp_path / "no-such-mdp.toml"))
+    resources = {"settings": MdpSettings(config_file=str(config))}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
         first = source_changes(context)
     assert [r.partition_key for r in first.run_requests] == ["tiny"]
-    with dg.build_sensor_context(instance=instance, cursor=first.cursor) as context:
+    with dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources) as context:
         quiet = source_changes(context)
     assert quiet.run_requests == []
     (tiny_corpus / "new.md").write_text("# New\n\nA new document appears.\n")
     os.utime(tiny_corpus / "new.md")
-    with dg.build_sensor_context(instance=instance, cursor=first.cursor) as context:
+    with dg.build_sensor_context(instance=instance, cursor=first.cursor, resources=resources) as context:
         changed = source_changes(context)
     assert [r.partition_key for r in changed.run_requests] == ["tiny"]
 
@@ -232,7 +238,7 @@ def test_eval_writes_its_own_queries_with_mlx_lm_when_none_are_labelled(tmp_path
     config = _write_config(tmp_path, tiny_corpus)
     config.write_text(config.read_text().replace("[eval]\nqueries", "[eval]\n# queries"))
     generator = QueryGeneratorResource(model_path=str(model), sample_chunks=4, temperature=1.0, max_tokens=24)
-    defs = _defs(config, query_generator=generator)
+    defs = _defs(config, query_generator=lambda _settings: generator)
     assert (
         defs.resolve_job_def("ingest_source")
         .execute_in_process(partition_key="tiny", instance=instance)
