@@ -121,13 +121,16 @@ def project_resources(settings: MdpSettings | None = None) -> dict[str, object]:
     }
 
 
-RESOURCES = project_resources()
+def project_definitions(settings: MdpSettings | None = None) -> dg.Definitions:
+    """The whole project (assets, checks, jobs, sensor, schedules) on one configuration."""
+    return dg.Definitions(
+        assets=[*INGEST_ASSETS, retrieval_eval],
+        asset_checks=ALL_CHECKS,
+        jobs=[ingest_job, eval_job, compact_index],
+        sensors=[source_changes],
+        schedules=[nightly_reindex, nightly_compaction, nightly_eval],
+        resources=project_resources(settings),
+    )
 
-defs = dg.Definitions(
-    assets=[*INGEST_ASSETS, retrieval_eval],
-    asset_checks=ALL_CHECKS,
-    jobs=[ingest_job, eval_job, compact_index],
-    sensors=[source_changes],
-    schedules=[nightly_reindex, nightly_compaction, nightly_eval],
-    resources=RESOURCES,
-)
+
+defs = project_definitions()

@@ -13,7 +13,7 @@ from typing import Any
 
 import dagster as dg
 
-from mdp.config import PROJECT_ROOT, config_path, load_config
+from mdp.config import PROJECT_ROOT
 from mdp_resources import SOURCES_PARTITIONS
 
 
@@ -30,12 +30,13 @@ def _instance() -> dg.DagsterInstance:
 
 
 def run_all(config_file: Path | None = None) -> dict[str, Any]:
-    if config_file:
-        os.environ["MDP_CONFIG"] = str(Path(config_file).resolve())
     from mdp.sample import write_sample_corpus
-    from mdp_assets.definitions import defs
+    from mdp_assets.definitions import project_definitions
+    from mdp_resources import MdpSettings
 
-    config = load_config(config_file or config_path())
+    settings = MdpSettings(config_file=str(Path(config_file).resolve()) if config_file else "")
+    defs = project_definitions(settings)
+    config = settings.load()
     sample_root = next((s.root for s in config.sources if s.name == "sample"), None)
     if sample_root is not None:  # the bundled corpus is generated (its PDF is built), not committed
         write_sample_corpus(Path(sample_root).parent)

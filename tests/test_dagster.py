@@ -54,7 +54,7 @@ def _defs(config: Path, **overrides):
     from mdp_resources import MdpSettings
 
     settings = MdpSettings(config_file=str(config))
-    resources = {**project_resources(settings), **{k: f(settings) for k, f in overrides.items()}}
+    resources = {**project_resources(settings), **{k: make(settings) for k, make in overrides.items()}}
     return dg.Definitions(
         assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, resources=resources
     )
