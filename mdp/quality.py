@@ -6,6 +6,7 @@ them directly.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,10 +157,11 @@ def no_quality_regression(
     margin: float,
     accepted: dict[str, Any] | None,
 ) -> RuleOutcome:
-    """The primary strategy may not fall more than ``margin`` below the last accepted evaluation.
+    """The primary strategy may not fall more than ``margin`` below the accepted evaluation.
 
-    ``accepted`` is the metadata of the last passing evaluation: the baseline only counts when it
-    was measured on the same query set.
+    ``accepted`` is the last accepted evaluation on the same query set and metric (see
+    :func:`baseline_key`; the caller records an evaluation as accepted only when this rule passes,
+    so a run of regressions is measured against the last good value, not the last bad one).
     """
     meta: dict[str, Any] = {
         "primary": primary,
@@ -172,14 +174,7 @@ def no_quality_regression(
         return RuleOutcome(True, f"no {primary} {metric} in this evaluation; nothing to guard", meta)
     current = float(strategies[primary][metric])
     meta["value"] = current
-    same_set = (
-        accepted is not None
-        and accepted.get("queries_source") == queries_source
-        and accepted.get("queries") == n_queries
-        and accepted.get("primary") == primary
-        and accepted.get("metric") == metric
-    )
-    if not same_set or accepted is None or "value" not in accepted:
+    if accepted is None or "value" not in accepted:
         return RuleOutcome(
             True, f"{primary} {metric} = {current:.4f}; first accepted value for this query set", meta
         )
@@ -196,6 +191,11 @@ def no_quality_regression(
     return RuleOutcome(
         True, f"{primary} {metric} = {current:.4f} (accepted {baseline:.4f}, margin {margin})", meta
     )
+
+
+def baseline_key(queries_source: str, n_queries: int, primary: str, metric: str) -> str:
+    """Evaluations are only comparable on the same query set, strategy and metric."""
+    return json.dumps([queries_source, n_queries, primary, metric])
 
 
 # ------------------------------------------------------------------ ingestion health (warnings)

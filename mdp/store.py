@@ -43,6 +43,7 @@ CHUNKS = "chunks"
 DOCUMENTS = "documents"
 CACHE = "embedding_cache"
 VERSIONS = "index_versions"
+BASELINES = "eval_baselines"
 PK_META = {b"lance-schema:unenforced-primary-key": b"true"}
 LOCK_NAME = ".mdp-writer.lock"
 STATUS_CHUNKED = "chunked"
@@ -168,6 +169,15 @@ VERSIONS_SCHEMA = pa.schema(
         pa.field("documents_deleted", pa.int64()),
         pa.field("manifest_digest", pa.string()),
         pa.field("timestamp", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+BASELINES_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False, metadata=PK_META),
+        pa.field("values", pa.string()),
+        pa.field("accepted_at", pa.timestamp("us", tz="UTC")),
     ]
 )
 
@@ -732,12 +742,40 @@ class VectorStore:
         arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), dim))
         return pa.Table.from_arrays(arrays, schema=schema)
 
+    # ------------------------------------------------------------------ evaluation baselines
+    def accepted_baseline(self, key: str) -> dict[str, Any] | None:
+        """The evaluation scores last accepted for ``key`` (a query set and metric), if any."""
+        table = self._table(BASELINES)
+        if table is None:
+            return None
+        rows = _scan(table, ["values"], f"key = {_sql_list([key])}").to_pylist()
+        return json.loads(rows[-1]["values"]) if rows else None
+
+    def accept_baseline(self, key: str, values: dict[str, Any]) -> None:
+        """Record ``values`` as the accepted evaluation for ``key`` (one row per key)."""
+        data = pa.table(
+            {
+                "key": [key],
+                "values": [json.dumps(values, sort_keys=True)],
+                "accepted_at": [datetime.now(UTC)],
+            },
+            schema=BASELINES_SCHEMA,
+        )
+        with self._locked():
+            table = self._table(BASELINES)
+            if table is None:
+                self._create(BASELINES, data)
+            else:
+                table.merge_insert("key").when_matched_update_all().when_not_matched_insert_all().execute(
+                    data
+                )
+
     # ------------------------------------------------------------------ maintenance
     def optimize(self, retention_days: float = 7.0) -> dict[str, int]:
         """Compact every table and delete versions older than ``retention_days``; returns versions kept."""
         kept: dict[str, int] = {}
         with self._locked():
-            for name in (CHUNKS, DOCUMENTS, CACHE, VERSIONS):
+            for name in (CHUNKS, DOCUMENTS, CACHE, VERSIONS, BASELINES):
                 table = self._table(name)
                 if table is None:
                     continue

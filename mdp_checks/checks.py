@@ -134,20 +134,6 @@ def near_duplicates(settings: MdpSettings, embeddings: EmbeddedBatch) -> dg.Asse
     return _result(rules.near_duplicate_documents(embeddings, config.quality.near_duplicate_cosine))
 
 
-def _last_accepted(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) -> dict[str, object] | None:
-    """Metadata of the latest passing run of this check: the accepted baseline."""
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-
-    history = instance.event_log_storage.get_asset_check_execution_history(
-        check_key, limit=1, status={AssetCheckExecutionRecordStatus.SUCCEEDED}
-    )
-    for record in history:
-        evaluation = record.event.dagster_event.event_specific_data if record.event else None
-        if evaluation is not None and getattr(evaluation, "passed", False):
-            return {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
-    return None
-
-
 @dg.asset_check(
     asset="retrieval_eval",
     blocking=True,
@@ -156,21 +142,30 @@ def _last_accepted(instance: dg.DagsterInstance, check_key: dg.AssetCheckKey) ->
     "publishes the index downstream and fails the run.",
 )
 def retrieval_quality_no_regression(
-    context: dg.AssetCheckExecutionContext, settings: MdpSettings, retrieval_eval: EvalResult
+    settings: MdpSettings, store: VectorStoreResource, retrieval_eval: EvalResult
 ) -> dg.AssetCheckResult:
     config = settings.load()
-    accepted = _last_accepted(context.instance, context.check_specs[0].key)
-    return _result(
-        rules.no_quality_regression(
-            retrieval_eval.strategies,
-            retrieval_eval.queries_source,
-            retrieval_eval.n_queries,
-            primary=config.eval.primary,
-            metric=config.eval.regression_metric,
-            margin=config.eval.regression_margin,
-            accepted=accepted,
-        )
+    key = rules.baseline_key(
+        retrieval_eval.queries_source,
+        retrieval_eval.n_queries,
+        config.eval.primary,
+        config.eval.regression_metric,
     )
+    db = store.open()
+    outcome = rules.no_quality_regression(
+        retrieval_eval.strategies,
+        retrieval_eval.queries_source,
+        retrieval_eval.n_queries,
+        primary=config.eval.primary,
+        metric=config.eval.regression_metric,
+        margin=config.eval.regression_margin,
+        accepted=db.accepted_baseline(key),
+    )
+    if outcome.passed and "value" in outcome.metadata:  # the new accepted value, kept with the index
+        db.accept_baseline(
+            key, {"value": outcome.metadata["value"], "index_version": retrieval_eval.index_version}
+        )
+    return _result(outcome)
 
 
 ALL_CHECKS = [

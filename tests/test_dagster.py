@@ -225,6 +225,12 @@ def test_eval_regression_check_blocks_publishing(tmp_path, tiny_corpus, instance
     assert not check.passed and "fell to" in (check.description or "")
     assert published == [1]  # not published again
     assert not second.success
+    # Evaluated again without a fix: still measured against the last good value, not the failed one.
+    third = publish.execute_in_process(instance=instance, raise_on_error=False)
+    (check,) = [
+        c for c in third.get_asset_check_evaluations() if c.check_name == "retrieval_quality_no_regression"
+    ]
+    assert not check.passed and published == [1]
 
 
 def test_eval_writes_its_own_queries_with_mlx_lm_when_none_are_labelled(tmp_path, tiny_corpus, instance):
