@@ -22,6 +22,7 @@ import signal
 import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,8 @@ import pyarrow.fs as pafs
 from filelock import FileLock, Timeout
 
 from mdp.config import StoreConfig
-from mdp.schemas import Chunk, Document, QuarantineRecord, relpath_of_document_id
+from mdp.ids import document_id, parse_document_id
+from mdp.schemas import Chunk, Document, QuarantineRecord
 
 CHUNKS = "chunks"
 DOCUMENTS = "documents"
@@ -193,8 +195,33 @@ def chunks_digest(chunks: Sequence[Chunk]) -> str:
 def quarantine_document_id(record: QuarantineRecord) -> str:
     if record.document_id:
         return record.document_id
-    suffix = f"#L{record.line}" if record.line is not None else ""
-    return f"{record.source}:{record.path}{suffix}"
+    return document_id(record.source, record.relpath or record.path, line=record.line)
+
+
+def _relpath(recorded: str, doc_id: str) -> str:
+    """The relpath the record carries; for records from before it did, the id's exact inverse."""
+    if recorded:
+        return recorded
+    try:
+        return parse_document_id(doc_id).relpath
+    except ValueError:
+        return ""
+
+
+def _check_unique_keys(
+    upserts: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]],
+    quarantined: Sequence[tuple[Document | None, QuarantineRecord, str]],
+) -> None:
+    """One manifest row per document id: a batch that would write two is refused before any commit."""
+    keys = [document.id for document, _, _ in upserts]
+    keys += [doc.id if doc is not None else quarantine_document_id(rec) for doc, rec, _ in quarantined]
+    repeated = sorted(key for key, n in Counter(keys).items() if n > 1)
+    if repeated:
+        shown = ", ".join(repr(key) for key in repeated[:5])
+        raise ValueError(
+            f"document id(s) {shown} appear more than once in one apply; nothing was written "
+            "(each document must be chunked or quarantined exactly once)"
+        )
 
 
 def _scan(table: Any, columns: Sequence[str] | None = None, where: str | None = None) -> pa.Table:
@@ -492,6 +519,7 @@ class VectorStore:
             for chunk in chunks:
                 if chunk.document_id != document.id:
                     raise ValueError(f"chunk {chunk.id} does not belong to document {document.id}")
+        _check_unique_keys(upserts, quarantined)
         with self._locked():
             return self._apply_locked(
                 source,
@@ -545,7 +573,7 @@ class VectorStore:
                     "document_id": document.id,
                     "source": source,
                     "path": document.path,
-                    "relpath": relpath_of_document_id(document.id),
+                    "relpath": _relpath(document.relpath, document.id),
                     "external_id": document.external_id,
                     "content_hash": document.content_hash,
                     "file_hash": fhash,
@@ -577,7 +605,7 @@ class VectorStore:
                 continue
             if old is not None and old.n_chunks:
                 replace_ids.append(doc_id)
-            relpath = relpath_of_document_id(doc_id)
+            relpath = _relpath(document.relpath if document is not None else record.relpath, doc_id)
             doc_rows.append(
                 {
                     "document_id": doc_id,

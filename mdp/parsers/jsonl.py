@@ -2,10 +2,12 @@
 
 A bad line (invalid JSON, not an object, missing or blank text, wrong types, duplicate
 id) becomes a :class:`ParseFailure` with its 1-based line number; the good lines go
-through. Lines are split on ``\\n`` in the raw bytes, so a broken line never hides its
-neighbours. UTF-8 (with or without BOM) is read as is; UTF-16/32 with a BOM are decoded
-first; a file that is not UTF-8 is decoded with charset-normalizer's guess when one
-fits, else each undecodable line is reported.
+through. A duplicate id's failure carries no record id, so it is quarantined under its
+line's own document id, never under the first record's. Lines are split on ``\\n`` in
+the raw bytes, so a broken line never hides its neighbours. UTF-8 (with or without BOM)
+is read as is; UTF-16/32 with a BOM are decoded first; a file that is not UTF-8 is
+decoded with charset-normalizer's guess when one fits, else each undecodable line is
+reported.
 """
 
 from __future__ import annotations
@@ -140,10 +142,13 @@ class JsonlParser:
             record_id = str(raw_id)
             if not record_id.strip():
                 return fail(f"id field {options.id_field!r} is blank", content_hash=content_hash)
-        if record_id in seen:
+        if record_id in seen:  # no record id: its own line's id, never the first record's (mdp/ids.py)
             return fail(
-                f"duplicate id {record_id!r} (first seen on line {seen[record_id]})", record_id, content_hash
+                f"duplicate id {record_id!r} (first seen on line {seen[record_id]}) — give each record "
+                f"a unique {options.id_field!r}",
+                content_hash=content_hash,
             )
+        seen[record_id] = number  # taken even if this record fails below: a later one is a duplicate
 
         parts: list[tuple[str, str]] = []
         for field_name in options.text_fields:
@@ -166,7 +171,6 @@ class JsonlParser:
                 content_hash,
             )
 
-        seen[record_id] = number
         excluded = {options.id_field, *options.text_fields}
         if options.metadata_fields is None:
             metadata = {k: v for k, v in record.items() if k not in excluded}
