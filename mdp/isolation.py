@@ -36,7 +36,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-from mdp.chunking import chunk_elements
+from mdp.chunking import chunk_elements, unindexable_reason
 from mdp.config import ChunkingConfig, MdpConfig, ParsingConfig
 from mdp.fileaccess import FileChangedError, FileIdentity, verified_file
 from mdp.ids import document_id
@@ -289,6 +289,10 @@ def _chunk_document(
         return
     if not drafts:
         quarantine("no text extracted: the parser found no text in this document")
+        return
+    unindexable = unindexable_reason(tokenizer, [draft.text for draft in drafts])
+    if unindexable:
+        quarantine(unindexable)
         return
     document = Document(
         id=doc_id,
