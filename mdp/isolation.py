@@ -51,6 +51,7 @@ from mdp.parsers import (
     in_process_parsers,
     register_parser,
 )
+from mdp.runtime import configure_process
 from mdp.schemas import Chunk, Document, QuarantineRecord, SourceFile
 from mdp.tokenizer import load_tokenizer, max_seq_length, resolve_model_path
 
@@ -366,6 +367,7 @@ def _warm(setup: WorkerSetup) -> Any:
 
 def _worker_main(conn: Connection, setup: WorkerSetup) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    configure_process(blas=False)  # inherited already; this covers a worker started some other way
     _quiet_libraries()
     try:
         tokenizer = _warm(setup)
@@ -485,6 +487,7 @@ class WorkerPool:
     """Long-lived parse workers with per-file budgets. Use :func:`process_files`."""
 
     def __init__(self, setup: WorkerSetup, workers: int) -> None:
+        configure_process(blas=False)  # before the fork server starts: workers inherit the environment
         self.setup = setup
         self.size = max(1, workers)
         self.ctx = _context(setup)

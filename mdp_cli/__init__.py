@@ -13,8 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
-import mdp  # noqa: F401  (sets the offline/telemetry environment first)
 from mdp.config import MdpConfig, SourceConfig, config_path, load_config
+from mdp.runtime import configure_process
 
 app = typer.Typer(
     help="mdp: documents to a versioned, measured vector index (MLX + Dagster).",
@@ -346,6 +346,7 @@ def schema_list() -> None:
 
 
 def main() -> None:
+    configure_process()  # telemetry off and BLAS bound before any command imports its libraries
     try:
         app()
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:

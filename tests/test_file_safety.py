@@ -72,7 +72,10 @@ def test_swaps_after_discovery_are_quarantined_and_nothing_outside_is_read(tmp_p
         assert CHANGED in record.reason and "re-run" in record.reason, record.reason
         assert record.relpath == relpath and SECRET not in record.reason
     assert "symbolic link" in outcomes["victim.txt"].quarantine[0].reason
-    assert "grew" in outcomes["grow.txt"].quarantine[0].reason or "modified" in outcomes["grow.txt"].quarantine[0].reason
+    assert (
+        "grew" in outcomes["grow.txt"].quarantine[0].reason
+        or "modified" in outcomes["grow.txt"].quarantine[0].reason
+    )
 
 
 @pytest.mark.skipif(not Path("/etc/passwd").is_file(), reason="needs /etc/passwd")

@@ -24,7 +24,9 @@ from mdp.store import VectorStore
 name_parts = st.lists(
     st.one_of(
         st.characters(blacklist_categories=["Cs"], blacklist_characters="/\x00"),
-        st.sampled_from(["#", "%", "@", ":", "::", "\n", "\r", "\u2028", "\u202e", "%23", "%u0041", "\udcff"]),
+        st.sampled_from(
+            ["#", "%", "@", ":", "::", "\n", "\r", "\u2028", "\u202e", "%23", "%u0041", "\udcff"]
+        ),
     ),
     min_size=1,
     max_size=8,
@@ -87,7 +89,15 @@ def _config(root: Path, store: Path) -> MdpConfig:
     return config
 
 
-ODD_NAMES = ["a#b.md", "notes #1.txt", "50%.txt", "%23.txt", "mail@host.txt", "line\nbreak.txt", "é\u0301 ünï.md"]
+ODD_NAMES = [
+    "a#b.md",
+    "notes #1.txt",
+    "50%.txt",
+    "%23.txt",
+    "mail@host.txt",
+    "line\nbreak.txt",
+    "é\u0301 ünï.md",
+]
 
 
 def test_odd_file_names_neither_vanish_nor_write_new_versions(tmp_path: Path, encoder) -> None:

@@ -16,25 +16,16 @@ import contextlib
 import fnmatch
 import hashlib
 import importlib.util
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mdp.config import ParsingConfig
+from mdp.runtime import configure_process
 
 if TYPE_CHECKING:  # unstructured is heavy (torch, onnx); import it only where it is used
     from unstructured.documents.elements import Element
-
-# unstructured phones home and prints a notice unless told not to; set before it is imported.
-UNSTRUCTURED_ENV = {
-    "UNSTRUCTURED_DISABLE_NOTICE": "1",
-    "DO_NOT_TRACK": "true",
-    "SCARF_NO_ANALYTICS": "true",
-}
-for _key, _value in UNSTRUCTURED_ENV.items():
-    os.environ.setdefault(_key, _value)
 
 SPACY_MODEL = "en_core_web_sm"
 SPACY_FIX = (
@@ -229,8 +220,7 @@ def ensure_unstructured_ready(sentence_splitter: str | None = None) -> None:
     sentence_splitter = sentence_splitter or _sentence_splitter or "senter"
     if _spacy_checked and sentence_splitter == _sentence_splitter:
         return
-    for key, value in UNSTRUCTURED_ENV.items():
-        os.environ.setdefault(key, value)
+    configure_process(blas=False)  # no-op where the process started right; else before the first import
     if importlib.util.find_spec(SPACY_MODEL) is None:
         raise ParserSetupError(
             f"spaCy model {SPACY_MODEL!r} is not installed, so unstructured cannot "
