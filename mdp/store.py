@@ -59,6 +59,14 @@ class ReadOnlyStoreError(RuntimeError):
     """A write was attempted on a store opened with ``read_only=True``."""
 
 
+class StoreNotFoundError(FileNotFoundError):
+    """A store opened read-only does not exist (reading never creates one)."""
+
+
+class NotAStoreError(NotADirectoryError):
+    """The store path names something that is not a folder."""
+
+
 @dataclass(frozen=True)
 class ApplyResult:
     version: int
@@ -266,6 +274,16 @@ class VectorStore:
         self.lock_timeout_s = lock_timeout_s
         if _is_local(self.uri):
             root = _local_path(self.uri)
+            if root.exists() and not root.is_dir():
+                raise NotAStoreError(
+                    f"store {root} is a file, not a folder: point --store (or [store] uri in mdp.toml) "
+                    "at a store folder"
+                )
+            if read_only and not root.exists():  # lancedb.connect would create the folder
+                raise StoreNotFoundError(
+                    f"store {root} does not exist: build it with `mdp ingest PATH --store {root}`, or point "
+                    "--store (or [store] uri in mdp.toml) at an existing store"
+                )
             if not read_only:
                 root.mkdir(parents=True, exist_ok=True)
             self.lock_path = root / LOCK_NAME
