@@ -5,9 +5,9 @@ id) becomes a :class:`ParseFailure` with its 1-based line number; the good lines
 through. A duplicate id's failure carries no record id, so it is quarantined under its
 line's own document id, never under the first record's. Lines are split on ``\\n`` in
 the raw bytes, so a broken line never hides its neighbours. UTF-8 (with or without BOM)
-is read as is; UTF-16/32 with a BOM are decoded first; a file that is not UTF-8 is
-decoded with charset-normalizer's guess when one fits, else each undecodable line is
-reported.
+is read as is; UTF-16/32 with a BOM are decoded first; a file in a legacy encoding is
+decoded with charset-normalizer's guess when one fits. Lines that are not UTF-8 in a file
+that otherwise is, or when no encoding fits, are reported one by one.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mdp.config import JsonlOptions
-from mdp.parsers.base import ParseContext, ParsedDocument, ParseFailure, detect_encoding
+from mdp.parsers.base import ParseContext, ParsedDocument, ParseFailure, detect_encoding, mostly_utf8
 from mdp.schemas import canonical_json_hash
 
 if TYPE_CHECKING:
@@ -82,32 +82,34 @@ class JsonlParser:
     def parse_bytes(self, data: bytes, options: JsonlOptions) -> Iterator[ParsedDocument | ParseFailure]:
         lines, encoding = split_lines(data)
         fallback: str | None = None
-        fallback_checked = False
+        fallback_checked = damaged = False
         seen: dict[str, int] = {}
         for number, raw in enumerate(lines, start=1):
             if _is_blank(raw):
                 continue
+            line_encoding = encoding
             if isinstance(raw, bytes):
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    if not fallback_checked:
-                        fallback, fallback_checked = _fallback_encoding(data), True
+                    if not fallback_checked:  # damaged UTF-8 lines are reported, never decoded as a guess
+                        damaged, fallback_checked = mostly_utf8(data), True
+                        fallback = None if damaged else _fallback_encoding(data)
                     try:
                         if fallback is None:
                             raise exc
-                        text = raw.decode(fallback)
+                        text, line_encoding = raw.decode(fallback), fallback
                     except (UnicodeDecodeError, LookupError):
+                        why = "the rest of the file is UTF-8" if damaged else "no other encoding fits"
                         yield ParseFailure(
                             f"line {number}: not valid UTF-8 (byte {raw[exc.start]:#04x} "
-                            f"at column {exc.start + 1})"
-                            " and no other encoding fits — re-save the file as UTF-8",
+                            f"at column {exc.start + 1}; {why}) — fix that byte or re-save the file as UTF-8",
                             line=number,
                         )
                         continue
             else:
                 text = raw
-            yield self._record(number, text, options, seen, fallback or encoding)
+            yield self._record(number, text, options, seen, line_encoding)
 
     def _record(
         self, number: int, text: str, options: JsonlOptions, seen: dict[str, int], encoding: str
