@@ -327,12 +327,15 @@ def unknown_share(tokenizer: Tokenizer, texts: Sequence[str]) -> float:
     return unknown / total
 
 
-def unindexable_reason(tokenizer: Tokenizer, texts: Sequence[str]) -> str | None:
-    """Why a document's chunks would be noise to the encoder, or None when they are fine."""
+def unindexable_reason(
+    tokenizer: Tokenizer, texts: Sequence[str], source_texts: Sequence[str] | None = None
+) -> str | None:
+    """Why a document's chunks (``texts``) would be noise to the encoder, or None when they are fine.
+    ``source_texts`` (the text before chunking) gives the longest whitespace-free run in the reason."""
     share = unknown_share(tokenizer, texts)
     if share < UNKNOWN_TEXT_LIMIT:
         return None
-    longest = max((len(word) for text in texts for word in text.split()), default=0)
+    longest = max((len(word) for text in (source_texts or texts) for word in text.split()), default=0)
     return (
         f"unindexable: {share:.0%} of its text is unknown to the encoder's vocabulary (its longest run "
         f"without whitespace has {longest:,} characters: base64, binary data, or a script the model does "

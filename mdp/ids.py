@@ -15,6 +15,10 @@ else stays as it is, so plain ids read naturally (``docs:guide/intro.md``, ``faq
 
 :func:`parse_document_id` inverts :func:`document_id` exactly. A chunk's id is
 ``<document id>::<position>`` (``Chunk.make_id``).
+
+The store writes a relpath with :func:`storable_relpath` (only ``%`` and unstorable characters
+escaped, reversibly, by :func:`relpath_from_storable`), and any other text with
+:func:`storable_text`: Arrow strings are UTF-8, and a file name's undecodable bytes are not.
 """
 
 from __future__ import annotations
@@ -103,3 +107,25 @@ def parse_document_id(doc_id: str) -> DocumentKey:
             raise ValueError(f"document id {doc_id!r}: '@' must be followed by a line number")
         return DocumentKey(source, relpath, line=int(tail))
     return DocumentKey(source, relpath)
+
+
+def storable_relpath(relpath: str) -> str:
+    """``relpath`` as the manifest stores it: valid UTF-8, one line, reversible."""
+    return _encode(relpath, _RECORD_RESERVED)
+
+
+def relpath_from_storable(text: str) -> str:
+    """The inverse of :func:`storable_relpath` (a value it cannot have made is returned as it is)."""
+    try:
+        return _decode(text, text)
+    except ValueError:  # a manifest written before relpaths were escaped
+        return text
+
+
+def storable_text(text: str) -> str:
+    """``text`` with undecodable file-name bytes (surrogate escapes) spelled out, for display columns."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return text

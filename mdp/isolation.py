@@ -291,7 +291,9 @@ def _chunk_document(
     if not drafts:
         quarantine("no text extracted: the parser found no text in this document")
         return
-    unindexable = unindexable_reason(tokenizer, [draft.text for draft in drafts])
+    unindexable = unindexable_reason(
+        tokenizer, [d.text for d in drafts], [getattr(e, "text", None) or "" for e in item.elements]
+    )
     if unindexable:
         quarantine(unindexable)
         return

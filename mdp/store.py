@@ -38,7 +38,7 @@ import pyarrow.fs as pafs
 from filelock import FileLock, Timeout
 
 from mdp.config import StoreConfig
-from mdp.ids import document_id, parse_document_id
+from mdp.ids import document_id, parse_document_id, relpath_from_storable, storable_relpath, storable_text
 from mdp.schemas import Chunk, Document, QuarantineRecord
 
 CHUNKS = "chunks"
@@ -383,6 +383,8 @@ class VectorStore:
     def manifest(self, source: str | None = None) -> dict[str, ManifestEntry]:
         rows = self._documents_arrow(source).to_pylist()
         fields = ManifestEntry.__dataclass_fields__
+        for row in rows:
+            row["relpath"] = relpath_from_storable(row["relpath"] or "")
         return {r["document_id"]: ManifestEntry(**{k: r[k] for k in fields}) for r in rows}
 
     def quarantine(self, source: str | None = None) -> pd.DataFrame:
@@ -590,9 +592,9 @@ class VectorStore:
                 {
                     "document_id": document.id,
                     "source": source,
-                    "path": document.path,
-                    "relpath": _relpath(document.relpath, document.id),
-                    "external_id": document.external_id,
+                    "path": storable_text(document.path),
+                    "relpath": storable_relpath(_relpath(document.relpath, document.id)),
+                    "external_id": storable_text(document.external_id),
                     "content_hash": document.content_hash,
                     "file_hash": fhash,
                     "format": document.format,
@@ -616,7 +618,7 @@ class VectorStore:
             if (
                 old is not None
                 and old.status == STATUS_QUARANTINED
-                and old.reason == record.reason
+                and old.reason == storable_text(record.reason)
                 and old.content_hash == content_hash
                 and old.file_hash == fhash
             ):
@@ -628,15 +630,15 @@ class VectorStore:
                 {
                     "document_id": doc_id,
                     "source": source,
-                    "path": document.path if document is not None else record.path,
-                    "relpath": relpath,
-                    "external_id": document.external_id if document is not None else "",
+                    "path": storable_text(document.path if document is not None else record.path),
+                    "relpath": storable_relpath(relpath),
+                    "external_id": storable_text(document.external_id) if document is not None else "",
                     "content_hash": content_hash,
                     "file_hash": fhash,
                     "format": document.format if document is not None else record.format,
                     "status": STATUS_QUARANTINED,
                     "n_chunks": 0,
-                    "reason": record.reason,
+                    "reason": storable_text(record.reason),
                     "model_id": model_id,
                     "model_version": model_version,
                     "run_id": run_id,
@@ -759,8 +761,8 @@ class VectorStore:
                 cols["id"].append(c.id)
                 cols["document_id"].append(document.id)
                 cols["source"].append(document.source)
-                cols["external_id"].append(document.external_id)
-                cols["path"].append(document.path)
+                cols["external_id"].append(storable_text(document.external_id))
+                cols["path"].append(storable_text(document.path))
                 cols["text"].append(c.text)
                 cols["text_hash"].append(c.text_hash)
                 cols["position"].append(c.position)

@@ -122,7 +122,7 @@ class JsonlParser:
         try:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
-            return fail(f"invalid JSON: {exc.msg} at column {exc.colno}")
+            return fail(f"invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}")
         except RecursionError:
             return fail("invalid JSON: nested too deeply")
         if not isinstance(record, dict):
