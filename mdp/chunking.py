@@ -321,10 +321,21 @@ def unknown_share(tokenizer: Tokenizer, texts: Sequence[str]) -> float:
     for text, encoding in zip(
         texts, tokenizer.encode_batch(list(texts), add_special_tokens=False), strict=True
     ):
-        for token_id, (start, end) in zip(encoding.ids, encoding.offsets, strict=True):
+        ids = encoding.ids
+        if unk_id not in ids:  # the common case, without a loop over the tokens
+            continue
+        for token_id, (start, end) in zip(ids, encoding.offsets, strict=True):
             if token_id == unk_id:
                 unknown += len("".join(text[start:end].split()))
     return unknown / total
+
+
+def _spread_sample(texts: Sequence[str], limit: int = 65_536) -> list[str]:
+    """Every k-th text, k chosen so that about ``limit`` characters remain: an estimate of a share
+    over the whole document costs a bounded amount of tokenising."""
+    total = sum(len(text) for text in texts)
+    step = max(1, -(-total // limit))
+    return list(texts[::step])
 
 
 def unindexable_reason(
@@ -332,7 +343,7 @@ def unindexable_reason(
 ) -> str | None:
     """Why a document's chunks (``texts``) would be noise to the encoder, or None when they are fine.
     ``source_texts`` (the text before chunking) gives the longest whitespace-free run in the reason."""
-    share = unknown_share(tokenizer, texts)
+    share = unknown_share(tokenizer, _spread_sample(texts))
     if share < UNKNOWN_TEXT_LIMIT:
         return None
     longest = max((len(word) for text in (source_texts or texts) for word in text.split()), default=0)
