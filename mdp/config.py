@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_NAME = "mdp.toml"
@@ -247,6 +247,16 @@ def _parse_config(file: Path, data: bytes) -> MdpConfig:
         raise ValueError(f"{file}: invalid TOML: {exc}") from exc
     try:
         config = MdpConfig.model_validate(raw)
-    except Exception as exc:
-        raise ValueError(f"{file}: invalid mdp config:\n{exc}") from exc
+    except ValidationError as exc:  # `from None`: pydantic's own text would echo the values
+        problems = describe_validation_error(exc)
+        raise ValueError(f"{file}: invalid mdp config: {problems} (see docs/configuration.md)") from None
     return config.resolved(file.parent)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Each problem as ``field: message`` on one line; never the value (it may be a password)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(part) for part in error.get("loc", ())) or "(top level)"
+        problems.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(problems)

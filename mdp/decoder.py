@@ -25,11 +25,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import mlx.core as mx
-import mlx.nn as nn
-import numpy as np
-from mlx_lm.utils import _get_classes, load_model
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from mdp.blas import activate_openblas
+
+activate_openblas()  # before the first `import mlx.core` (mdp/blas.py); entry points did it already
+
+import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
+import numpy as np  # noqa: E402
+from mlx_lm.utils import _get_classes, load_model  # noqa: E402
+from transformers import AutoTokenizer, PreTrainedTokenizerBase  # noqa: E402
 
 # Top-level names of the bare transformer's weights, which mlx-lm keeps under ``model.``.
 _BARE_PREFIXES = ("embed_tokens.", "layers.", "norm.")

@@ -78,6 +78,8 @@ def check_store(store_config: StoreConfig) -> dict[str, Any]:
             parent = parent.parent
         if not os.access(parent, os.W_OK):
             return _check("store", False, f"{uri} is not writable; set [store] uri or pass --store")
+        if not path.exists():  # opening it read-only would refuse; nothing is created here
+            return _check("store", True, f"{uri}: not created yet; `mdp ingest` creates it")
     try:
         from mdp.store import VectorStore
 

@@ -34,9 +34,12 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path, PurePosixPath
 from typing import Any
+from urllib.parse import quote
 
-from mdp.chunking import chunk_elements
+from mdp.chunking import chunk_elements, unindexable_reason
 from mdp.config import ChunkingConfig, MdpConfig, ParsingConfig
+from mdp.fileaccess import FileChangedError, FileIdentity, verified_file
+from mdp.ids import document_id
 from mdp.parsers import (
     ParseContext,
     ParsedDocument,
@@ -48,6 +51,7 @@ from mdp.parsers import (
     in_process_parsers,
     register_parser,
 )
+from mdp.runtime import configure_process
 from mdp.schemas import Chunk, Document, QuarantineRecord, SourceFile
 from mdp.tokenizer import load_tokenizer, max_seq_length, resolve_model_path
 
@@ -112,9 +116,11 @@ def _pages_of(doc: ParsedDocument) -> int:
 
 
 def _quarantine(file: SourceFile, reason: str, parser: str = "", **extra: Any) -> QuarantineRecord:
+    extra.setdefault("document_id", document_id(file.source, file.relpath))
     return QuarantineRecord(
         source=file.source,
         path=file.path,
+        relpath=file.relpath,
         reason=reason,
         stage="parse",
         parser=parser,
@@ -132,17 +138,59 @@ def _file_failure(file: SourceFile, reason: str, seconds: float = 0.0) -> FileOu
     return FileOutcome(file=file, quarantine=[record], seconds=seconds)
 
 
+def _item_id(file: SourceFile, item: ParsedDocument | ParseFailure) -> tuple[str, bool]:
+    """(document id, is a record) of what a parser yielded: the file, one of its records, or a line."""
+    if item.external_id is not None and item.external_id != file.relpath:
+        return document_id(file.source, file.relpath, item.external_id), True
+    if item.external_id is None and item.line is not None:
+        return document_id(file.source, file.relpath, line=item.line), False
+    return document_id(file.source, file.relpath), False
+
+
+def _claim(outcome: FileOutcome, doc_id: str, line: int | None) -> str | None:
+    """A free id for the next item of this file: ``doc_id``, else its line's id, else None (taken)."""
+    taken = {d.id for d, _ in outcome.documents} | {q.document_id for q in outcome.quarantine}
+    if doc_id not in taken:
+        return doc_id
+    if line is not None:
+        line_id = document_id(outcome.file.source, outcome.file.relpath, line=line)
+        if line_id not in taken:
+            return line_id
+    return None
+
+
+def _add_to_holder(outcome: FileOutcome, doc_id: str, reason: str, parser_name: str) -> None:
+    """A second failure for an id already used in this file joins the first (one row per id); a
+    document that already took the id is quarantined with it, since the parser failed on its file."""
+    for i, record in enumerate(outcome.quarantine):
+        if record.document_id == doc_id:
+            outcome.quarantine[i] = record.model_copy(update={"reason": f"{record.reason}; {reason}"})
+            return
+    for i, (document, _) in enumerate(outcome.documents):
+        if document.id == doc_id:
+            del outcome.documents[i]
+            outcome.quarantine.append(
+                _quarantine(
+                    outcome.file, reason, parser_name, document_id=doc_id, content_hash=document.content_hash
+                )
+            )
+            return
+
+
 def process_one(file: SourceFile, setup: WorkerSetup, tokenizer: Any) -> FileOutcome:
-    """Parse and chunk one file in this process (the worker body; also usable for debugging)."""
+    """Parse and chunk one file in this process (the worker body; also usable for debugging).
+
+    The file is opened again from its source root without following symlinks and checked against
+    the identity discovery recorded (mdp/fileaccess.py); the parser reads that verified descriptor.
+    Every item the parser yields gets an id of its own (mdp/ids.py): two items never share one.
+    """
     started = time.perf_counter()
     outcome = FileOutcome(file=file)
     try:
         parser = get_parser(file.format)
     except UnknownFormatError as exc:
-        outcome.quarantine.append(_quarantine(file, str(exc)))
+        outcome.quarantine.append(_quarantine(file, str(exc), content_hash=file.content_hash))
         return outcome
-    base_id = f"{file.source}:{file.relpath}"
-    uri = Path(file.path).as_uri()
     context = ParseContext(
         source=file.source,
         root=_source_root(file),
@@ -150,39 +198,68 @@ def process_one(file: SourceFile, setup: WorkerSetup, tokenizer: Any) -> FileOut
         parsing=setup.parsing,
         content_hash=file.content_hash,
     )
-    try:
-        for item in parser.parse(Path(file.path), context):
-            is_record = item.external_id is not None and item.external_id != file.relpath
-            doc_id = f"{base_id}#{item.external_id}" if is_record else base_id
-            if isinstance(item, ParseFailure):
-                outcome.quarantine.append(
-                    _quarantine(
-                        file,
-                        item.reason,
-                        parser.name,
-                        document_id=doc_id if item.external_id is not None else None,
-                        content_hash=item.content_hash,
-                        line=item.line,
-                    )
-                )
-                continue
-            outcome.pages += _pages_of(item)
-            _chunk_document(
-                file,
-                item,
-                doc_id,
-                uri if not is_record else f"{uri}#{item.external_id}",
-                parser.name,
-                setup,
-                tokenizer,
-                outcome,
+    expected = FileIdentity(file.device, file.inode, file.size_bytes, file.mtime_ns)
+    with contextlib.ExitStack() as stack:
+        try:
+            path = stack.enter_context(verified_file(context.root, file.relpath, expected))
+        except FileChangedError as exc:
+            outcome.quarantine.append(
+                _quarantine(file, exc.strerror, parser.name, content_hash=file.content_hash)
             )
-    except (ParserSetupError, MemoryError):
-        raise
-    except Exception as exc:  # the parser broke mid-file: what it yielded so far stays accounted
-        outcome.quarantine.append(
-            _quarantine(file, f"parser error: {type(exc).__name__}: {exc}", parser.name)
-        )
+            return outcome
+        except OSError as exc:
+            reason = f"unreadable: {exc.strerror or exc} — check the file's permissions"
+            outcome.quarantine.append(_quarantine(file, reason, parser.name, content_hash=file.content_hash))
+            return outcome
+
+        def readable(reason: str) -> str:  # parsers see the descriptor's path; people know the file
+            return reason.replace(str(path), file.relpath)
+
+        try:
+            for item in parser.parse(path, context):
+                natural_id, is_record = _item_id(file, item)
+                doc_id = _claim(outcome, natural_id, item.line)
+                failure = None
+                if isinstance(item, ParseFailure):
+                    failure = readable(item.reason)
+                elif doc_id != natural_id:
+                    failure = f"duplicate document id {item.external_id!r}: the parser yielded it twice"
+                if failure is not None:
+                    if doc_id is None:
+                        _add_to_holder(outcome, natural_id, failure, parser.name)
+                        continue
+                    outcome.quarantine.append(
+                        _quarantine(
+                            file,
+                            failure,
+                            parser.name,
+                            document_id=doc_id,
+                            content_hash=item.content_hash,
+                            line=item.line,
+                        )
+                    )
+                    continue
+                outcome.pages += _pages_of(item)
+                uri = Path(file.path).as_uri()
+                _chunk_document(
+                    file,
+                    item,
+                    doc_id,
+                    f"{uri}#{quote(item.external_id, safe='')}" if is_record else uri,
+                    parser.name,
+                    setup,
+                    tokenizer,
+                    outcome,
+                )
+        except (ParserSetupError, MemoryError):
+            raise
+        except Exception as exc:  # the parser broke mid-file: what it yielded so far stays accounted
+            reason = readable(f"parser error: {type(exc).__name__}: {exc}")
+            file_id = document_id(file.source, file.relpath)
+            if _claim(outcome, file_id, None) is None:
+                _add_to_holder(outcome, file_id, reason, parser.name)
+            else:
+                outcome.quarantine.append(_quarantine(file, reason, parser.name))
     outcome.seconds = time.perf_counter() - started
     return outcome
 
@@ -214,11 +291,18 @@ def _chunk_document(
     if not drafts:
         quarantine("no text extracted: the parser found no text in this document")
         return
+    unindexable = unindexable_reason(
+        tokenizer, [d.text for d in drafts], [getattr(e, "text", None) or "" for e in item.elements]
+    )
+    if unindexable:
+        quarantine(unindexable)
+        return
     document = Document(
         id=doc_id,
         source=file.source,
         uri=uri,
         path=file.path,
+        relpath=file.relpath,
         external_id=item.external_id,
         content_hash=item.content_hash,
         format=file.format,
@@ -285,6 +369,7 @@ def _warm(setup: WorkerSetup) -> Any:
 
 def _worker_main(conn: Connection, setup: WorkerSetup) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    configure_process(blas=False)  # inherited already; this covers a worker started some other way
     _quiet_libraries()
     try:
         tokenizer = _warm(setup)
@@ -404,6 +489,7 @@ class WorkerPool:
     """Long-lived parse workers with per-file budgets. Use :func:`process_files`."""
 
     def __init__(self, setup: WorkerSetup, workers: int) -> None:
+        configure_process(blas=False)  # before the fork server starts: workers inherit the environment
         self.setup = setup
         self.size = max(1, workers)
         self.ctx = _context(setup)

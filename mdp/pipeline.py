@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from mdp.config import ChunkingConfig, MdpConfig, SourceConfig
+from mdp.ids import document_id
 from mdp.schemas import Chunk, Document, QuarantineRecord, SourceFile
 from mdp.sentences import sentences_by_hash
 
@@ -84,7 +85,7 @@ def discover_stage(
             to_parse.append(file)
 
     present = {f.relpath for f in found.files}
-    refused_paths = {_relpath_under(r.path, source.root) for r in found.refused}
+    refused_paths = {r.relpath for r in found.refused}
     deleted = sorted(
         doc_id
         for relpath, ids in ids_by_relpath.items()
@@ -100,13 +101,6 @@ def discover_stage(
         deleted_document_ids=deleted,
         stale_document_ids={f.relpath: ids_by_relpath.get(f.relpath, []) for f in to_parse},
     )
-
-
-def _relpath_under(path: str, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).name
 
 
 # ---------------------------------------------------------------- parsed_chunks
@@ -137,10 +131,6 @@ class ParsedBatch(ChunkedBatch):
     seconds: float = 0.0
 
 
-def _refusal_document_id(source: str, record: QuarantineRecord, root: Path) -> str:
-    return record.document_id or f"{source}:{_relpath_under(record.path, root)}"
-
-
 def parse_stage(
     config: MdpConfig, source: SourceConfig, plan: DiscoveryPlan, progress: Progress | None = None
 ) -> ParsedBatch:
@@ -153,7 +143,7 @@ def parse_stage(
     file_hashes: dict[str, str] = {}
     pages = 0
     for record in plan.refused:
-        doc_id = _refusal_document_id(plan.source, record, source.root)
+        doc_id = record.document_id or document_id(plan.source, record.relpath)
         record = record.model_copy(update={"document_id": doc_id})
         quarantine.append((None, record, record.content_hash or ""))
         file_hashes[doc_id] = record.content_hash or ""
@@ -164,10 +154,8 @@ def parse_stage(
         for document, chunks in outcome.documents:
             documents.append((document, chunks))
             file_hashes[document.id] = outcome.file.content_hash
-        for record in outcome.quarantine:
-            doc_id = record.document_id or f"{plan.source}:{outcome.file.relpath}"
-            if record.line is not None and record.document_id is None:
-                doc_id = f"{plan.source}:{outcome.file.relpath}#line-{record.line}"
+        for record in outcome.quarantine:  # the worker gave every record its id (mdp/ids.py)
+            doc_id = record.document_id or document_id(plan.source, outcome.file.relpath, line=record.line)
             record = record.model_copy(update={"document_id": doc_id})
             quarantine.append((None, record, outcome.file.content_hash))
             file_hashes[doc_id] = outcome.file.content_hash
@@ -261,6 +249,7 @@ def _reject(source: str, document: Document, reason: str) -> QuarantineRecord:
     return QuarantineRecord(
         source=source,
         path=document.path,
+        relpath=document.relpath,
         reason=reason,
         stage="validate",
         format=document.format,

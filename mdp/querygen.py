@@ -22,13 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mlx.core as mx
-import mlx.nn as nn
-from mlx_lm import batch_generate, load
-from mlx_lm.sample_utils import make_sampler
-from mlx_lm.tokenizer_utils import TokenizerWrapper
+from mdp.blas import activate_openblas
 
-from mdp.schemas import LabelledQuery
+activate_openblas()  # before the first `import mlx.core` (mdp/blas.py); entry points did it already
+
+import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
+from mlx_lm import batch_generate, load  # noqa: E402
+from mlx_lm.sample_utils import make_sampler  # noqa: E402
+from mlx_lm.tokenizer_utils import TokenizerWrapper  # noqa: E402
+
+from mdp.schemas import LabelledQuery  # noqa: E402
 
 SYSTEM_PROMPT = (
     "You write search queries for evaluating a retrieval system. "

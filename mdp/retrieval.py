@@ -460,6 +460,8 @@ class Retriever:
     ) -> list[list[Hit]]:
         queries = list(queries)
         _check_strategy(strategy)
+        if k < 1:
+            raise ValueError(f"k must be >= 1 (how many chunks to return), got {k}")
         if not queries:
             return []
         index = self._current()

@@ -106,9 +106,13 @@ def export_json_schemas(directory: str | Path) -> list[Path]:
     return written
 
 
-@register_schema("source_file")
+@register_schema("source_file", version="1.1")  # 1.1: device and inode
 class SourceFile(VersionedModel):
-    """A file found under a configured source root, before parsing."""
+    """A file found under a configured source root, before parsing.
+
+    ``device``, ``inode``, ``size_bytes`` and ``mtime_ns`` are the identity of the file that was
+    hashed; the parse worker opens the file again and refuses it unless all four still match.
+    """
 
     source: str = Field(description="Name of the configured source (the Dagster partition key)")
     path: str = Field(description="Absolute path of the file")
@@ -117,28 +121,27 @@ class SourceFile(VersionedModel):
     size_bytes: int = Field(ge=0)
     content_hash: str = Field(description="sha256 of the file's bytes")
     mtime_ns: int = 0
+    device: int = Field(default=0, description="st_dev of the hashed file (0: unknown)")
+    inode: int = Field(default=0, description="st_ino of the hashed file (0: unknown)")
 
 
-@register_schema("document")
+@register_schema("document", version="1.1")  # 1.1: relpath
 class Document(VersionedModel):
     """One logical document: a file, or one record of a JSONL file."""
 
     id: str = Field(
-        min_length=1, description="Stable id: '<source>:<relpath>' or '<source>:<relpath>#<record id>'"
+        min_length=1,
+        description="Stable id from mdp.ids.document_id: '<source>:<relpath>' or "
+        "'<source>:<relpath>#<record id>', with reserved characters percent-encoded",
     )
     source: str
     uri: str = Field(description="file:// URI of the input, with '#<record id>' for records")
     path: str = Field(description="Absolute path of the input file")
+    relpath: str = Field(default="", description="The input file's path relative to its source root")
     external_id: str = Field(description="The id relevance judgments use: the relpath, or the record id")
     content_hash: str = Field(min_length=16)
     format: str
     metadata: Metadata = Field(default_factory=dict)
-
-
-def relpath_of_document_id(document_id: str) -> str:
-    """The file part of a document id ('<source>:<relpath>[#<record id>]'); source names hold no ':'."""
-    rest = document_id.split(":", 1)[1] if ":" in document_id else document_id
-    return rest.split("#", 1)[0]
 
 
 @register_schema("chunk")
@@ -190,12 +193,13 @@ class InstructionSample(VersionedModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
-@register_schema("quarantine_record", version="1.1")  # 1.1: format
+@register_schema("quarantine_record", version="1.2")  # 1.1: format; 1.2: relpath
 class QuarantineRecord(VersionedModel):
     """Why an input did not become chunks. Every input ends as chunks or as one of these."""
 
     source: str
     path: str = Field(description="The input file's path, as discovered")
+    relpath: str = Field(default="", description="The input's path relative to its source root")
     reason: str = Field(min_length=1, description="Readable: what is wrong and, where known, how to fix it")
     stage: str = Field(description="discover | parse | validate | embed")
     parser: str = ""

@@ -2,10 +2,12 @@
 
 Deterministic (sorted by relative path), content-addressed (streaming sha256) and
 confined to the root: symlinks are never followed and nothing outside the root is
-opened. Files that cannot be taken are *refused* with a readable reason (a
-``QuarantineRecord`` with ``stage="discover"``), never skipped silently. Hidden files
-and folders (names starting with a dot) are ignored, as are files the include/exclude
-globs leave out.
+opened (files are opened from the root down, see mdp/fileaccess.py). Each file's
+identity (device, inode, size, mtime) is recorded beside its hash, so the parse
+worker can refuse a file that changed in between. Files that cannot be taken are
+*refused* with a readable reason (a ``QuarantineRecord`` with ``stage="discover"``),
+never skipped silently. Hidden files and folders (names starting with a dot) are
+ignored, as are files the include/exclude globs leave out.
 
 Globs are matched against the path relative to the root, with ``/`` separators:
 ``*`` and ``?`` stay within one folder, ``**`` spans folders (``**/`` also matches no
@@ -15,7 +17,6 @@ name at any depth, like ``.gitignore``: ``*.pdf`` takes every PDF.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -24,10 +25,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from mdp.config import ParsingConfig, SourceConfig
+from mdp.fileaccess import FileIdentity, UnsafePathError, hash_descriptor, open_under_root
 from mdp.parsers import format_for_path, get_parser
 from mdp.schemas import QuarantineRecord, SourceFile
-
-HASH_BLOCK = 1 << 20
 
 
 class SourceRootError(FileNotFoundError):
@@ -90,17 +90,15 @@ def _selected(relpath: str, include: list[str], exclude: list[str]) -> bool:
     return any(glob_match(relpath, p) for p in include) and not any(glob_match(relpath, p) for p in exclude)
 
 
-def _hash_file(path: Path) -> str:
-    """sha256 of a regular file, opened without following symlinks."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    fd = os.open(path, flags)
-    digest = hashlib.sha256()
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise OSError(f"{path} is not a regular file")
-        while block := fh.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+def _hash_file(root: Path, relpath: str) -> tuple[str, FileIdentity]:
+    """sha256 of a regular file under ``root`` and the identity of the file those bytes came from,
+    opened from the root down without following symlinks."""
+    fd = open_under_root(root, relpath)
+    try:
+        identity = FileIdentity.of(os.fstat(fd))
+        return hash_descriptor(fd), identity
+    finally:
+        os.close(fd)
 
 
 def _inside(path: Path, root: Path) -> bool:
@@ -160,7 +158,13 @@ def discover(source: SourceConfig, parsing: ParsingConfig | None = None) -> Disc
     def refuse(path: Path, reason: str, parser: str = "", fmt: str = "") -> None:
         result.refused.append(
             QuarantineRecord(
-                source=source.name, path=str(path), reason=reason, stage="discover", parser=parser, format=fmt
+                source=source.name,
+                path=str(path),
+                relpath=path.relative_to(root).as_posix(),
+                reason=reason,
+                stage="discover",
+                parser=parser,
+                format=fmt,
             )
         )
 
@@ -207,7 +211,11 @@ def discover(source: SourceConfig, parsing: ParsingConfig | None = None) -> Disc
             )
             continue
         try:
-            digest = _hash_file(path)
+            digest, identity = _hash_file(root, relpath)
+        except UnsafePathError as exc:
+            reason = f"path escapes source root: {exc.strerror} (symlinks are not followed)"
+            refuse(path, reason, parser_name, fmt)
+            continue
         except OSError as exc:
             refuse(path, f"unreadable: {exc.strerror or exc}", parser_name, fmt)
             continue
@@ -217,9 +225,11 @@ def discover(source: SourceConfig, parsing: ParsingConfig | None = None) -> Disc
                 path=str(path),
                 relpath=relpath,
                 format=fmt,
-                size_bytes=st.st_size,
+                size_bytes=identity.size,
                 content_hash=digest,
-                mtime_ns=st.st_mtime_ns,
+                mtime_ns=identity.mtime_ns,
+                device=identity.device,
+                inode=identity.inode,
             )
         )
     return result

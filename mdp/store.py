@@ -22,6 +22,7 @@ import signal
 import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,8 @@ import pyarrow.fs as pafs
 from filelock import FileLock, Timeout
 
 from mdp.config import StoreConfig
-from mdp.schemas import Chunk, Document, QuarantineRecord, relpath_of_document_id
+from mdp.ids import document_id, parse_document_id, relpath_from_storable, storable_relpath, storable_text
+from mdp.schemas import Chunk, Document, QuarantineRecord
 
 CHUNKS = "chunks"
 DOCUMENTS = "documents"
@@ -56,6 +58,14 @@ class StoreLockedError(RuntimeError):
 
 class ReadOnlyStoreError(RuntimeError):
     """A write was attempted on a store opened with ``read_only=True``."""
+
+
+class StoreNotFoundError(FileNotFoundError):
+    """A store opened read-only does not exist (reading never creates one)."""
+
+
+class NotAStoreError(NotADirectoryError):
+    """The store path names something that is not a folder."""
 
 
 @dataclass(frozen=True)
@@ -203,8 +213,33 @@ def chunks_digest(chunks: Sequence[Chunk]) -> str:
 def quarantine_document_id(record: QuarantineRecord) -> str:
     if record.document_id:
         return record.document_id
-    suffix = f"#L{record.line}" if record.line is not None else ""
-    return f"{record.source}:{record.path}{suffix}"
+    return document_id(record.source, record.relpath or record.path, line=record.line)
+
+
+def _relpath(recorded: str, doc_id: str) -> str:
+    """The relpath the record carries; for records from before it did, the id's exact inverse."""
+    if recorded:
+        return recorded
+    try:
+        return parse_document_id(doc_id).relpath
+    except ValueError:
+        return ""
+
+
+def _check_unique_keys(
+    upserts: Sequence[tuple[Document, Sequence[Chunk], np.ndarray]],
+    quarantined: Sequence[tuple[Document | None, QuarantineRecord, str]],
+) -> None:
+    """One manifest row per document id: a batch that would write two is refused before any commit."""
+    keys = [document.id for document, _, _ in upserts]
+    keys += [doc.id if doc is not None else quarantine_document_id(rec) for doc, rec, _ in quarantined]
+    repeated = sorted(key for key, n in Counter(keys).items() if n > 1)
+    if repeated:
+        shown = ", ".join(repr(key) for key in repeated[:5])
+        raise ValueError(
+            f"document id(s) {shown} appear more than once in one apply; nothing was written "
+            "(each document must be chunked or quarantined exactly once)"
+        )
 
 
 def _scan(table: Any, columns: Sequence[str] | None = None, where: str | None = None) -> pa.Table:
@@ -249,6 +284,16 @@ class VectorStore:
         self.lock_timeout_s = lock_timeout_s
         if _is_local(self.uri):
             root = _local_path(self.uri)
+            if root.exists() and not root.is_dir():
+                raise NotAStoreError(
+                    f"store {root} is a file, not a folder: point --store (or [store] uri in mdp.toml) "
+                    "at a store folder"
+                )
+            if read_only and not root.exists():  # lancedb.connect would create the folder
+                raise StoreNotFoundError(
+                    f"store {root} does not exist: build it with `mdp ingest PATH --store {root}`, or point "
+                    "--store (or [store] uri in mdp.toml) at an existing store"
+                )
             if not read_only:
                 root.mkdir(parents=True, exist_ok=True)
             self.lock_path = root / LOCK_NAME
@@ -348,6 +393,8 @@ class VectorStore:
     def manifest(self, source: str | None = None) -> dict[str, ManifestEntry]:
         rows = self._documents_arrow(source).to_pylist()
         fields = ManifestEntry.__dataclass_fields__
+        for row in rows:
+            row["relpath"] = relpath_from_storable(row["relpath"] or "")
         return {r["document_id"]: ManifestEntry(**{k: r[k] for k in fields}) for r in rows}
 
     def quarantine(self, source: str | None = None) -> pd.DataFrame:
@@ -502,6 +549,7 @@ class VectorStore:
             for chunk in chunks:
                 if chunk.document_id != document.id:
                     raise ValueError(f"chunk {chunk.id} does not belong to document {document.id}")
+        _check_unique_keys(upserts, quarantined)
         with self._locked():
             return self._apply_locked(
                 source,
@@ -554,9 +602,9 @@ class VectorStore:
                 {
                     "document_id": document.id,
                     "source": source,
-                    "path": document.path,
-                    "relpath": relpath_of_document_id(document.id),
-                    "external_id": document.external_id,
+                    "path": storable_text(document.path),
+                    "relpath": storable_relpath(_relpath(document.relpath, document.id)),
+                    "external_id": storable_text(document.external_id),
                     "content_hash": document.content_hash,
                     "file_hash": fhash,
                     "format": document.format,
@@ -580,27 +628,27 @@ class VectorStore:
             if (
                 old is not None
                 and old.status == STATUS_QUARANTINED
-                and old.reason == record.reason
+                and old.reason == storable_text(record.reason)
                 and old.content_hash == content_hash
                 and old.file_hash == fhash
             ):
                 continue
             if old is not None and old.n_chunks:
                 replace_ids.append(doc_id)
-            relpath = relpath_of_document_id(doc_id)
+            relpath = _relpath(document.relpath if document is not None else record.relpath, doc_id)
             doc_rows.append(
                 {
                     "document_id": doc_id,
                     "source": source,
-                    "path": document.path if document is not None else record.path,
-                    "relpath": relpath,
-                    "external_id": document.external_id if document is not None else "",
+                    "path": storable_text(document.path if document is not None else record.path),
+                    "relpath": storable_relpath(relpath),
+                    "external_id": storable_text(document.external_id) if document is not None else "",
                     "content_hash": content_hash,
                     "file_hash": fhash,
                     "format": document.format if document is not None else record.format,
                     "status": STATUS_QUARANTINED,
                     "n_chunks": 0,
-                    "reason": record.reason,
+                    "reason": storable_text(record.reason),
                     "model_id": model_id,
                     "model_version": model_version,
                     "run_id": run_id,
@@ -723,8 +771,8 @@ class VectorStore:
                 cols["id"].append(c.id)
                 cols["document_id"].append(document.id)
                 cols["source"].append(document.source)
-                cols["external_id"].append(document.external_id)
-                cols["path"].append(document.path)
+                cols["external_id"].append(storable_text(document.external_id))
+                cols["path"].append(storable_text(document.path))
                 cols["text"].append(c.text)
                 cols["text_hash"].append(c.text_hash)
                 cols["position"].append(c.position)

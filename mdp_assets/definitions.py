@@ -1,5 +1,9 @@
 """The Dagster Definitions: ``dagster dev -w workspace.yaml`` loads ``defs`` from here."""
 
+from mdp.runtime import configure_process
+
+configure_process()  # every Dagster process that loads the definitions starts here: telemetry off, BLAS
+
 import json
 
 import dagster as dg

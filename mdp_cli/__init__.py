@@ -1,20 +1,32 @@
 """The ``mdp`` command line. Human output by default, ``--json`` for machines.
 
-Progress bars and logs go to stderr, so ``--json`` output on stdout stays parseable.
+Progress bars and logs go to stderr, so ``--json`` output on stdout stays parseable. A user error
+(a missing path, a bad config, a store that does not exist, a malformed option) is one line on
+stderr, ``mdp: error: ...`` naming the file and the fix, with exit code 2; ``mdp --debug ...`` or
+``MDP_DEBUG=1`` adds the traceback.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
-import mdp  # noqa: F401  (sets the offline/telemetry environment first)
-from mdp.config import MdpConfig, SourceConfig, config_path, load_config
+from mdp.config import MdpConfig, SourceConfig, config_path, describe_validation_error, load_config
+from mdp.runtime import configure_process
+from mdp_cli import passwords
+
+try:  # typer >= 0.22 carries its own copy of click
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:  # pragma: no cover - older typer on the real click
+    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[assignment]
 
 app = typer.Typer(
     help="mdp: documents to a versioned, measured vector index (MLX + Dagster).",
@@ -26,6 +38,19 @@ index_app = typer.Typer(help="Inspect and time-travel the index's versions.", no
 schema_app = typer.Typer(help="The versioned schemas.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
 app.add_typer(schema_app, name="schema")
+
+_debug = os.environ.get("MDP_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the traceback of an error (or set MDP_DEBUG=1)")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = _debug or debug
+
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout")]
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store folder or URI (default: [store] uri)")]
@@ -118,7 +143,26 @@ def ingest(
     ] = False,
     password: Annotated[
         list[str] | None,
-        typer.Option("--password", help="PDF password as NAME_OR_GLOB=PASSWORD (repeatable)"),
+        typer.Option(
+            "--password",
+            help="PDF password as NAME_OR_GLOB=PASSWORD (repeatable); visible to every user in `ps` "
+            "while mdp runs: prefer --password-file, --password-env or --password-prompt",
+        ),
+    ] = None,
+    password_file: Annotated[
+        list[Path] | None,
+        typer.Option("--password-file", help="File of NAME_OR_GLOB=PASSWORD lines ('#' comments; chmod 600)"),
+    ] = None,
+    password_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--password-env",
+            help="[NAME_OR_GLOB=]VAR: the password is environment variable VAR's value (no name: every file)",
+        ),
+    ] = None,
+    password_prompt: Annotated[
+        list[str] | None,
+        typer.Option("--password-prompt", help="NAME_OR_GLOB: ask for its password without echo"),
     ] = None,
     include: Annotated[
         list[str] | None,
@@ -140,11 +184,11 @@ def ingest(
         if len(sources) != 1:
             raise typer.BadParameter("--source names one source; pass one path with it")
         sources[0] = sources[0].model_copy(update={"name": source_name})
-    for item in password or []:
-        pattern, sep, secret = item.partition("=")
-        if not sep or not pattern:
-            raise typer.BadParameter(f"--password {item!r}: use NAME_OR_GLOB=PASSWORD")
-        config.parsing.passwords[pattern] = secret
+    config.parsing.passwords.update(
+        passwords.collect(
+            password or [], password_file or [], password_env or [], password_prompt or [], _err
+        )
+    )
     report = run_ingest(
         config,
         sources,
@@ -172,6 +216,8 @@ def query(
 
     if strategy not in ("vector", "bm25", "hybrid"):
         raise typer.BadParameter("--strategy must be vector, bm25 or hybrid")
+    if k < 1:
+        raise typer.BadParameter(f"-k must be >= 1 (how many chunks to return), got {k}")
     config = _config(config_file, store)
     db = VectorStore.from_config(config.store, read_only=True)
     encoder = None if strategy == "bm25" else SentenceEncoder.from_config(config.model)
@@ -345,9 +391,41 @@ def schema_list() -> None:
         typer.echo(f"{name}\t{cls.schema_version}\t{cls.__module__}.{cls.__qualname__}")
 
 
+# What a user can fix: a path, a config, a store, an option. Anything else is a bug in mdp.
+USER_ERRORS = (OSError, ValueError, KeyError, LookupError, RuntimeError, UsageError)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):  # pydantic's own text spans lines and echoes the values
+        return describe_validation_error(exc)
+    if isinstance(exc, UsageError):
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        return exc.format_message() + hint
+    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return " ".join(part.strip() for part in message.splitlines() if part.strip()) or type(exc).__name__
+
+
 def main() -> None:
+    configure_process()  # telemetry off and BLAS bound before any command imports its libraries
     try:
-        app()
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
-        _err(f"mdp: error: {exc}")
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        raise SystemExit(exc.exit_code) from None
+    except (KeyboardInterrupt, typer.Abort):
+        _err("mdp: interrupted")
+        raise SystemExit(130) from None
+    except USER_ERRORS as exc:
+        if _debug:
+            traceback.print_exc()
+        _err(f"mdp: error: {_one_line(exc)}")
         raise SystemExit(2) from None
+    except Exception as exc:
+        if _debug:
+            traceback.print_exc()
+        _err(
+            f"mdp: internal error: {type(exc).__name__}: {_one_line(exc)} — run it again with --debug "
+            "(or MDP_DEBUG=1) for the traceback, and report it"
+        )
+        raise SystemExit(1) from None
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DO_NOT_TRACK", "true")
+from mdp.runtime import configure_process
+
+configure_process()  # the test process is an entry point too: telemetry off before any library loads
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

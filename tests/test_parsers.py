@@ -280,7 +280,8 @@ def test_jsonl_good_and_bad_lines(tmp_path: Path) -> None:
     assert bad[4] == "line 4: expected a JSON object, got array"
     assert bad[5].startswith("line 5: no text")
     assert bad[6] == "line 6: text field 'text' must be a string, got number"
-    assert bad[7] == "line 7: duplicate id 'a' (first seen on line 1)"
+    assert bad[7].startswith("line 7: duplicate id 'a' (first seen on line 1)")
+    assert by_line[7].external_id is None  # quarantined under its own line's id, never under 'a'
     assert bad[9].startswith("line 9: id field '_id' must be a string or an integer")
 
 

@@ -16,25 +16,16 @@ import contextlib
 import fnmatch
 import hashlib
 import importlib.util
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from mdp.config import ParsingConfig
+from mdp.runtime import configure_process
 
 if TYPE_CHECKING:  # unstructured is heavy (torch, onnx); import it only where it is used
     from unstructured.documents.elements import Element
-
-# unstructured phones home and prints a notice unless told not to; set before it is imported.
-UNSTRUCTURED_ENV = {
-    "UNSTRUCTURED_DISABLE_NOTICE": "1",
-    "DO_NOT_TRACK": "true",
-    "SCARF_NO_ANALYTICS": "true",
-}
-for _key, _value in UNSTRUCTURED_ENV.items():
-    os.environ.setdefault(_key, _value)
 
 SPACY_MODEL = "en_core_web_sm"
 SPACY_FIX = (
@@ -125,11 +116,21 @@ def sha256_file(path: Path, block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+NOT_UTF8 = "not UTF-8 and no other encoding fits — re-save the file as UTF-8"
+BINARY = "NUL bytes, so binary data or UTF-16 without a byte-order mark — save it as UTF-8 text"
+DAMAGED_UTF8 = (
+    "invalid UTF-8 in a file that is otherwise UTF-8, so it is not read as a guessed code page "
+    "— fix or remove that byte, or re-save the file as UTF-8"
+)
+
+
 def decode_text(data: bytes) -> tuple[str, str]:
     """Bytes to text: UTF-8 (a BOM is fine), UTF-16/32 with a BOM, else charset-normalizer's guess.
 
-    Returns ``(text, encoding)``; raises ``UnicodeDecodeError`` with a readable reason when no
-    encoding fits.
+    The guess is only taken for a file that is plausibly in a legacy encoding as a whole: invalid
+    bytes in a file that is otherwise UTF-8 are damage, not another code page (decoding it as one
+    turns every character beyond ASCII into mojibake). Returns ``(text, encoding)``; raises
+    ``UnicodeDecodeError`` whose reason says what is wrong and the fix (see :func:`encoding_error_reason`).
     """
     import codecs
 
@@ -142,20 +143,29 @@ def decode_text(data: bytes) -> tuple[str, str]:
     ):
         if data.startswith(bom):
             return data.decode(name), name
+    nul = data.find(b"\x00")
+    if nul >= 0:  # text never holds NUL: indexing it would index garbage
+        raise UnicodeDecodeError("utf-8", data, nul, nul + 1, BINARY)
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
         utf8_error = exc
-    encoding = detect_encoding(data)
+    damaged = mostly_utf8(data)
+    encoding = None if damaged else detect_encoding(data)
     if encoding is None:
-        raise UnicodeDecodeError(
-            "utf-8",
-            data,
-            utf8_error.start,
-            utf8_error.end,
-            "not UTF-8 and no other encoding fits; re-save the file as UTF-8",
-        )
+        reason = DAMAGED_UTF8 if damaged else NOT_UTF8
+        raise UnicodeDecodeError("utf-8", data, utf8_error.start, utf8_error.end, reason)
     return data.decode(encoding), encoding
+
+
+def mostly_utf8(data: bytes) -> bool:
+    """Whether bytes that fail to decode as UTF-8 are UTF-8 with damage rather than a legacy encoding:
+    more valid multi-byte UTF-8 characters than invalid bytes (a legacy code page almost never forms
+    valid UTF-8 sequences by chance, so its non-ASCII bytes are nearly all invalid)."""
+    text = data.decode("utf-8", errors="replace")
+    invalid = text.count("\ufffd") - data.count(b"\xef\xbf\xbd")
+    non_ascii = len(text) - len(text.encode("ascii", errors="ignore"))
+    return non_ascii - invalid > invalid
 
 
 def detect_encoding(data: bytes) -> str | None:
@@ -179,10 +189,12 @@ def detect_encoding(data: bytes) -> str | None:
 
 
 def encoding_error_reason(exc: UnicodeDecodeError) -> str:
-    return (
-        f"undecodable text: invalid {exc.encoding} byte at offset {exc.start} and no other encoding fits "
-        "— re-save the file as UTF-8"
-    )
+    """A quarantine reason for :func:`decode_text`'s error: what is wrong, where, and the fix."""
+    what, _, fix = exc.reason.partition(" — ")
+    where = f"offset {exc.start:,}"
+    if isinstance(exc.object, bytes | bytearray) and exc.start < len(exc.object):
+        where = f"byte {exc.object[exc.start]:#04x} at {where}"
+    return f"undecodable text: {what} (first bad {where}) — {fix or 're-save the file as UTF-8'}"
 
 
 _spacy_checked = False
@@ -229,8 +241,7 @@ def ensure_unstructured_ready(sentence_splitter: str | None = None) -> None:
     sentence_splitter = sentence_splitter or _sentence_splitter or "senter"
     if _spacy_checked and sentence_splitter == _sentence_splitter:
         return
-    for key, value in UNSTRUCTURED_ENV.items():
-        os.environ.setdefault(key, value)
+    configure_process(blas=False)  # no-op where the process started right; else before the first import
     if importlib.util.find_spec(SPACY_MODEL) is None:
         raise ParserSetupError(
             f"spaCy model {SPACY_MODEL!r} is not installed, so unstructured cannot "

@@ -2,10 +2,12 @@
 
 A bad line (invalid JSON, not an object, missing or blank text, wrong types, duplicate
 id) becomes a :class:`ParseFailure` with its 1-based line number; the good lines go
-through. Lines are split on ``\\n`` in the raw bytes, so a broken line never hides its
-neighbours. UTF-8 (with or without BOM) is read as is; UTF-16/32 with a BOM are decoded
-first; a file that is not UTF-8 is decoded with charset-normalizer's guess when one
-fits, else each undecodable line is reported.
+through. A duplicate id's failure carries no record id, so it is quarantined under its
+line's own document id, never under the first record's. Lines are split on ``\\n`` in
+the raw bytes, so a broken line never hides its neighbours. UTF-8 (with or without BOM)
+is read as is; UTF-16/32 with a BOM are decoded first; a file in a legacy encoding is
+decoded with charset-normalizer's guess when one fits. Lines that are not UTF-8 in a file
+that otherwise is, or when no encoding fits, are reported one by one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mdp.config import JsonlOptions
-from mdp.parsers.base import ParseContext, ParsedDocument, ParseFailure, detect_encoding
+from mdp.parsers.base import ParseContext, ParsedDocument, ParseFailure, detect_encoding, mostly_utf8
 from mdp.schemas import canonical_json_hash
 
 if TYPE_CHECKING:
@@ -80,32 +82,34 @@ class JsonlParser:
     def parse_bytes(self, data: bytes, options: JsonlOptions) -> Iterator[ParsedDocument | ParseFailure]:
         lines, encoding = split_lines(data)
         fallback: str | None = None
-        fallback_checked = False
+        fallback_checked = damaged = False
         seen: dict[str, int] = {}
         for number, raw in enumerate(lines, start=1):
             if _is_blank(raw):
                 continue
+            line_encoding = encoding
             if isinstance(raw, bytes):
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    if not fallback_checked:
-                        fallback, fallback_checked = _fallback_encoding(data), True
+                    if not fallback_checked:  # damaged UTF-8 lines are reported, never decoded as a guess
+                        damaged, fallback_checked = mostly_utf8(data), True
+                        fallback = None if damaged else _fallback_encoding(data)
                     try:
                         if fallback is None:
                             raise exc
-                        text = raw.decode(fallback)
+                        text, line_encoding = raw.decode(fallback), fallback
                     except (UnicodeDecodeError, LookupError):
+                        why = "the rest of the file is UTF-8" if damaged else "no other encoding fits"
                         yield ParseFailure(
                             f"line {number}: not valid UTF-8 (byte {raw[exc.start]:#04x} "
-                            f"at column {exc.start + 1})"
-                            " and no other encoding fits — re-save the file as UTF-8",
+                            f"at column {exc.start + 1}; {why}) — fix that byte or re-save the file as UTF-8",
                             line=number,
                         )
                         continue
             else:
                 text = raw
-            yield self._record(number, text, options, seen, fallback or encoding)
+            yield self._record(number, text, options, seen, line_encoding)
 
     def _record(
         self, number: int, text: str, options: JsonlOptions, seen: dict[str, int], encoding: str
@@ -118,7 +122,7 @@ class JsonlParser:
         try:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
-            return fail(f"invalid JSON: {exc.msg} at column {exc.colno}")
+            return fail(f"invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}")
         except RecursionError:
             return fail("invalid JSON: nested too deeply")
         if not isinstance(record, dict):
@@ -140,10 +144,13 @@ class JsonlParser:
             record_id = str(raw_id)
             if not record_id.strip():
                 return fail(f"id field {options.id_field!r} is blank", content_hash=content_hash)
-        if record_id in seen:
+        if record_id in seen:  # no record id: its own line's id, never the first record's (mdp/ids.py)
             return fail(
-                f"duplicate id {record_id!r} (first seen on line {seen[record_id]})", record_id, content_hash
+                f"duplicate id {record_id!r} (first seen on line {seen[record_id]}) — give each record "
+                f"a unique {options.id_field!r}",
+                content_hash=content_hash,
             )
+        seen[record_id] = number  # taken even if this record fails below: a later one is a duplicate
 
         parts: list[tuple[str, str]] = []
         for field_name in options.text_fields:
@@ -166,7 +173,6 @@ class JsonlParser:
                 content_hash,
             )
 
-        seen[record_id] = number
         excluded = {options.id_field, *options.text_fields}
         if options.metadata_fields is None:
             metadata = {k: v for k, v in record.items() if k not in excluded}
