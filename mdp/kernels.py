@@ -35,6 +35,7 @@ class KernelStatus:
     reason: str
     isa: str = ""  # instruction set of the mdp_kernels build in use
     threads: int = 0  # threads the mdp_kernels kernels use
+    fallback: bool = False  # True when mdp_kernels was wanted (auto, CPU) but could not be used
 
     def as_metadata(self) -> dict[str, str | int]:
         return {
@@ -114,7 +115,7 @@ def resolve(
     if ext is None:
         if choice == "mdp_kernels":
             raise KernelsUnavailable(reason)
-        return None, KernelStatus("mlx", f"MLX ops (fallback): {reason}")
+        return None, KernelStatus("mlx", f"MLX ops (fallback): {reason}", fallback=True)
     return ext, KernelStatus("mdp_kernels", reason, str(ext.isa()), int(ext.threads()))
 
 
