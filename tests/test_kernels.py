@@ -83,6 +83,15 @@ def test_gelu_large_values_and_non_contiguous_input(ext) -> None:
     assert np.abs(np.array(ext.gelu(transposed)) - _gelu64(np.array(transposed))).max() < 1e-5
 
 
+@pytest.mark.parametrize("shape", [(3, 7), (2, 5, 1536), (1, 1)])
+def test_gelu_with_bias_matches_exact(ext, shape) -> None:
+    x, bias = _normal(shape, seed=31, scale=3.0), _normal(shape[-1:], seed=32)
+    got = np.array(ext.gelu(mx.array(x), mx.array(bias)))
+    assert np.abs(got - _gelu64(x + bias)).max() < 1e-5
+    with pytest.raises(ValueError, match="gelu bias must be"):
+        ext.gelu(mx.array(x), mx.zeros((shape[-1] + 1,)))
+
+
 def test_gelu_leaves_its_input_alone(ext) -> None:
     x = mx.array(_normal((1000,), seed=4))
     before = np.array(x)
@@ -95,7 +104,8 @@ def test_gelu_leaves_its_input_alone(ext) -> None:
 
 @pytest.mark.parametrize("shape", [(1, 1, 384), (3, 5, 7), (2, 17), (1000, 384), (2, 3, 33)])
 @pytest.mark.parametrize("residual", ["none", "same", "table"])
-def test_add_layer_norm_matches_exact(ext, shape, residual) -> None:
+@pytest.mark.parametrize("input_bias", [False, True])
+def test_add_layer_norm_matches_exact(ext, shape, residual, input_bias) -> None:
     dim = shape[-1]
     x = _normal(shape, seed=dim, scale=3.0) + 5.0
     w, b = _normal((dim,), seed=1), _normal((dim,), seed=2)
@@ -104,9 +114,12 @@ def test_add_layer_norm_matches_exact(ext, shape, residual) -> None:
         res = _normal(shape, seed=9)
     elif residual == "table":
         res = _normal((shape[-2], dim), seed=10)  # repeated over the leading axes
+    x_bias = _normal((dim,), seed=3) if input_bias else None
     residual_arg = None if res is None else mx.array(res)
-    got = np.array(ext.add_layer_norm(mx.array(x), residual_arg, mx.array(w), mx.array(b), 1e-12))
-    expected = _layer_norm64(x if res is None else x + res, w, b, 1e-12)
+    bias_arg = None if x_bias is None else mx.array(x_bias)
+    got = np.array(ext.add_layer_norm(mx.array(x), residual_arg, mx.array(w), mx.array(b), 1e-12, bias_arg))
+    total = x.astype(np.float64) + (0.0 if res is None else res) + (0.0 if x_bias is None else x_bias)
+    expected = _layer_norm64(total, w, b, 1e-12)
     assert np.abs(got - expected).max() < 2e-5
 
 
@@ -161,12 +174,15 @@ def test_embed_layer_norm_matches_gather_add_norm(ext) -> None:
         ([9, 4], 3, 12),  # head_dim not a multiple of 8 (scalar path)
     ],
 )
-def test_attention_matches_exact_softmax_attention(ext, lengths, heads, head_dim) -> None:
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_attention_matches_exact_softmax_attention(ext, lengths, heads, head_dim, with_bias) -> None:
     length = max(lengths)
     qkv = _normal((len(lengths), length, 3 * heads * head_dim), seed=length + heads, scale=1.5)
     mask = (np.arange(length)[None, :] < np.array(lengths)[:, None]).astype(np.int32)
-    got = np.array(ext.attention(mx.array(qkv), mx.array(mask), heads))
-    expected = _attention64(qkv, mask, heads)
+    bias = _normal((3 * heads * head_dim,), seed=33) if with_bias else None
+    bias_arg = None if bias is None else mx.array(bias)
+    got = np.array(ext.attention(mx.array(qkv), mx.array(mask), heads, bias_arg))
+    expected = _attention64(qkv if bias is None else qkv + bias, mask, heads)
     assert got.shape == (len(lengths), length, heads * head_dim)
     assert np.abs(got - expected).max() < 5e-5  # float32 scores of size ~10, rounded once each
     for row, n in enumerate(lengths):
@@ -192,6 +208,8 @@ def test_attention_rejects_bad_shapes(ext) -> None:
         ext.attention(mx.zeros((2, 5, 48)), mx.ones((2, 4)), 2)
     with pytest.raises(ValueError, match="3 x num_heads"):
         ext.attention(mx.zeros((2, 5, 50)), mx.ones((2, 5)), 2)
+    with pytest.raises(ValueError, match="qkv_bias must be"):
+        ext.attention(mx.zeros((2, 5, 48)), mx.ones((2, 5)), 2, mx.zeros((16,)))
 
 
 # -- threads and processes ------------------------------------------------------------------------

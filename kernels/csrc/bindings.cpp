@@ -15,7 +15,12 @@ using namespace nb::literals;
 NB_MODULE(_ext, m) {
   m.doc() = "Fused CPU kernels for mdp's BERT encoder, as MLX primitives";
 
-  m.def("gelu", &mdpk::gelu, "x"_a, "Exact-erf GELU of a float32 array (CPU).");
+  m.def(
+      "gelu",
+      &mdpk::gelu,
+      "x"_a,
+      "bias"_a.none() = nb::none(),
+      "Exact-erf GELU of a float32 array (CPU), of x + bias when a bias of the last axis is given.");
   m.def(
       "add_layer_norm",
       &mdpk::add_layer_norm,
@@ -24,8 +29,9 @@ NB_MODULE(_ext, m) {
       "weight"_a,
       "bias"_a,
       "eps"_a,
-      "layer_norm(x + residual) * weight + bias over the last axis; residual may be None or a "
-      "(rows, dim) table repeated over x's rows.");
+      "input_bias"_a.none() = nb::none(),
+      "layer_norm(x + input_bias + residual) * weight + bias over the last axis; residual may be None "
+      "or a (rows, dim) table repeated over x's rows; input_bias None or (dim,).");
   m.def(
       "embed_layer_norm",
       &mdpk::embed_layer_norm,
@@ -42,8 +48,9 @@ NB_MODULE(_ext, m) {
       "qkv"_a,
       "key_mask"_a,
       "num_heads"_a,
-      "softmax(q k^T) v per head from a fused (batch, length, 3 * hidden) projection and a (batch, length) "
-      "key mask; returns (batch, length, hidden).");
+      "qkv_bias"_a.none() = nb::none(),
+      "softmax(q k^T) v per head from a fused (batch, length, 3 * hidden) projection (plus qkv_bias) and a "
+      "(batch, length) key mask; returns (batch, length, hidden).");
   m.def("isa", &mdpk::rows::kernel_isa, "Instruction set of the kernel versions in use.");
   m.def("threads", &mdpk::kernel_threads, "Threads the kernels use (MDP_KERNEL_THREADS overrides).");
   m.attr("built_for_mlx") = std::to_string(MLX_VERSION_MAJOR) + "." + std::to_string(MLX_VERSION_MINOR) + "." +

@@ -125,15 +125,29 @@ MDPK_INLINE void normalise_row(float* row, const float* w, const float* b, float
 
 }  // namespace
 
-MDPK_CLONES void gelu(const float* x, float* y, size_t n) {
-  for (size_t i = 0; i < n; ++i) {
-    float v = x[i];
-    y[i] = 0.5f * v * (1.0f + erf_rational(v * 0.70710678118654752f));
+MDPK_INLINE float gelu_one(float v) {
+  return 0.5f * v * (1.0f + erf_rational(v * 0.70710678118654752f));
+}
+
+MDPK_CLONES void gelu(const float* x, const float* bias, float* y, size_t dim, size_t row_begin, size_t row_end) {
+  if (bias == nullptr) {
+    for (size_t i = row_begin * dim; i < row_end * dim; ++i) {
+      y[i] = gelu_one(x[i]);
+    }
+    return;
+  }
+  for (size_t r = row_begin; r < row_end; ++r) {
+    const float* xr = x + r * dim;
+    float* yr = y + r * dim;
+    for (size_t c = 0; c < dim; ++c) {
+      yr[c] = gelu_one(xr[c] + bias[c]);
+    }
   }
 }
 
 MDPK_CLONES void add_layer_norm(
     const float* x,
+    const float* x_bias,
     const float* residual,
     size_t residual_rows,
     const float* weight,
@@ -146,10 +160,18 @@ MDPK_CLONES void add_layer_norm(
   for (size_t r = row_begin; r < row_end; ++r) {
     const float* xr = x + r * dim;
     float* o = out + r * dim;
-    if (residual != nullptr) {
-      const float* rr = residual + (r % residual_rows) * dim;
+    const float* rr = residual != nullptr ? residual + (r % residual_rows) * dim : nullptr;
+    if (rr != nullptr && x_bias != nullptr) {
+      for (size_t c = 0; c < dim; ++c) {
+        o[c] = xr[c] + x_bias[c] + rr[c];
+      }
+    } else if (rr != nullptr) {
       for (size_t c = 0; c < dim; ++c) {
         o[c] = xr[c] + rr[c];
+      }
+    } else if (x_bias != nullptr) {
+      for (size_t c = 0; c < dim; ++c) {
+        o[c] = xr[c] + x_bias[c];
       }
     } else if (o != xr) {
       std::memcpy(o, xr, dim * sizeof(float));
@@ -186,8 +208,8 @@ MDPK_CLONES void embed_layer_norm(
 
 size_t attention_scratch_floats(size_t length, size_t head_dim) {
   size_t padded = (length + kLanes - 1) / kLanes * kLanes;
-  // K transposed, V packed, score bias, key weights, kRows score rows, kRows accumulators.
-  return 2 * head_dim * padded + 2 * padded + kRows * padded + kRows * head_dim;
+  // K transposed, V packed, score bias, key weights, kRows score rows, accumulators, query rows.
+  return 2 * head_dim * padded + 2 * padded + kRows * padded + 2 * kRows * head_dim;
 }
 
 namespace {
@@ -296,6 +318,9 @@ MDPK_CLONES void attention_head(
     const float* k,
     const float* v,
     size_t in_stride,
+    const float* q_bias,
+    const float* k_bias,
+    const float* v_bias,
     const float* keep,
     size_t length,
     size_t head_dim,
@@ -322,6 +347,7 @@ MDPK_CLONES void attention_head(
   float* key_weight = score_bias + padded;  // 1 for kept keys, 0 otherwise
   float* scores = key_weight + padded;  // kRows x padded
   float* acc = scores + kRows * padded;  // kRows x head_dim
+  float* qb = acc + kRows * head_dim;  // kRows x head_dim: this block's query rows (+ bias)
   for (size_t j = 0; j < padded; ++j) {
     bool kept = j < keys && keep[j] > 0.0f;
     key_weight[j] = kept ? 1.0f : 0.0f;
@@ -331,7 +357,7 @@ MDPK_CLONES void attention_head(
   for (size_t j = 0; j < keys; ++j) {
     const float* kr = k + j * in_stride;
     for (size_t d = 0; d < head_dim; ++d) {
-      kt[d * padded + j] = kr[d];
+      kt[d * padded + j] = kr[d] + (k_bias != nullptr ? k_bias[d] : 0.0f);
     }
   }
   for (size_t d = 0; d < head_dim; ++d) {
@@ -340,7 +366,11 @@ MDPK_CLONES void attention_head(
     }
   }
   for (size_t j = 0; j < keys; ++j) {
-    std::memcpy(vp + j * head_dim, v + j * in_stride, head_dim * sizeof(float));
+    const float* vr = v + j * in_stride;
+    float* dst = vp + j * head_dim;
+    for (size_t d = 0; d < head_dim; ++d) {
+      dst[d] = vr[d] + (v_bias != nullptr ? v_bias[d] : 0.0f);
+    }
   }
   const size_t vector_dims = head_dim - head_dim % 8;
   for (size_t i0 = 0; i0 < length; i0 += kRows) {
@@ -348,7 +378,12 @@ MDPK_CLONES void attention_head(
     // Rows past the end repeat row i0 (computed, never written).
     const float* qrows[kRows];
     for (size_t r = 0; r < kRows; ++r) {
-      qrows[r] = q + (i0 + (r < rows ? r : 0)) * in_stride;
+      const float* src = q + (i0 + (r < rows ? r : 0)) * in_stride;
+      float* dst = qb + r * head_dim;
+      for (size_t d = 0; d < head_dim; ++d) {
+        dst[d] = src[d] + (q_bias != nullptr ? q_bias[d] : 0.0f);
+      }
+      qrows[r] = dst;
     }
     score_block(qrows, kt, score_bias, head_dim, padded, scores);
     float inv_sum[kRows];

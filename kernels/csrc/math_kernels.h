@@ -9,14 +9,16 @@
 
 namespace mdpk::rows {
 
-// y[i] = x[i] * Phi(x[i]) (exact-erf GELU, |error| < 2e-6 against float64), for i in [0, n).
-void gelu(const float* x, float* y, size_t n);
+// Rows [row_begin, row_end) of y = gelu(x + bias) over `dim` columns (exact-erf GELU, |error| <
+// 2e-6 against float64); bias (dim floats) may be null.
+void gelu(const float* x, const float* bias, float* y, size_t dim, size_t row_begin, size_t row_end);
 
-// Rows [row_begin, row_end) of out = layer_norm(x + residual) * weight + bias over `dim` columns.
-// residual may be null; otherwise row r of x is paired with row (r % residual_rows) of residual,
-// so a (L, dim) table can be broadcast over a (B, L, dim) input.
+// Rows [row_begin, row_end) of out = layer_norm(x + x_bias + residual) * weight + bias over `dim`
+// columns. x_bias (dim floats) and residual may be null; row r of x is paired with row
+// (r % residual_rows) of residual, so a (L, dim) table can be broadcast over a (B, L, dim) input.
 void add_layer_norm(
     const float* x,
+    const float* x_bias,
     const float* residual,
     size_t residual_rows,
     const float* weight,
@@ -45,6 +47,7 @@ void embed_layer_norm(
 
 // One (batch row, head) of softmax(q k^T) v with a key mask, reading q, k and v in place from
 // a fused projection. Row i of q is q + i * in_stride (same for k, v); keep[j] > 0 keeps key j.
+// q_bias, k_bias, v_bias (head_dim floats each, or all null) are added to q, k and v.
 // The result row i is written to out + i * out_stride (head_dim floats). A row whose keys are all
 // masked gets zeros. scratch must hold attention_scratch_floats(length, head_dim) floats.
 void attention_head(
@@ -52,6 +55,9 @@ void attention_head(
     const float* k,
     const float* v,
     size_t in_stride,
+    const float* q_bias,
+    const float* k_bias,
+    const float* v_bias,
     const float* keep,
     size_t length,
     size_t head_dim,

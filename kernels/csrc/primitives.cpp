@@ -69,12 +69,12 @@ class CpuPrimitive : public mx::Primitive {
 
 class Gelu : public CpuPrimitive {
  public:
-  explicit Gelu(mx::Stream stream) : CpuPrimitive(stream) {}
+  Gelu(mx::Stream stream, bool has_bias) : CpuPrimitive(stream), has_bias_(has_bias) {}
   const char* name() const override {
     return "MdpGelu";
   }
-  bool is_equivalent(const mx::Primitive&) const override {
-    return true;
+  bool is_equivalent(const mx::Primitive& other) const override {
+    return has_bias_ == static_cast<const Gelu&>(other).has_bias_;
   }
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     const mx::array& in = inputs[0];
@@ -86,34 +86,57 @@ class Gelu : public CpuPrimitive {
       allocate(out);
     }
     auto& encoder = mx::cpu::get_command_encoder(stream());
-    encoder.set_input_array(in);
+    for (const auto& input : inputs) {
+      encoder.set_input_array(input);
+    }
     encoder.set_output_array(out);
-    encoder.dispatch([src = in.data<float>(), dst = out.data<float>(), n = out.size()]() {
-      size_t tasks = (n + kBlock - 1) / kBlock;
-      parallel_for(tasks, [&](size_t t) {
-        size_t begin = t * kBlock;
-        rows::gelu(src + begin, dst + begin, std::min(kBlock, n - begin));
+    // Without a bias the array is one long row; with one, rows of the bias's length.
+    const size_t dim = has_bias_ ? inputs[1].size() : std::max<size_t>(1, out.size());
+    const size_t rows = dim ? out.size() / dim : 0;
+    encoder.dispatch([src = in.data<float>(),
+                      bias = has_bias_ ? inputs[1].data<float>() : nullptr,
+                      dst = out.data<float>(),
+                      dim,
+                      rows]() {
+      if (bias == nullptr) {  // split the single row into blocks
+        size_t n = dim * rows;
+        parallel_for((n + kBlock - 1) / kBlock, [&](size_t t) {
+          size_t begin = t * kBlock;
+          size_t count = std::min(kBlock, n - begin);
+          rows::gelu(src + begin, nullptr, dst + begin, count, 0, 1);
+        });
+        return;
+      }
+      size_t step = rows_per_task(dim);
+      parallel_for((rows + step - 1) / step, [&](size_t t) {
+        size_t begin = t * step;
+        rows::gelu(src, bias, dst, dim, begin, std::min(rows, begin + step));
       });
     });
   }
+
+ private:
+  bool has_bias_;
 };
 
 class AddLayerNorm : public CpuPrimitive {
  public:
-  AddLayerNorm(mx::Stream stream, float eps, bool has_residual)
-      : CpuPrimitive(stream), eps_(eps), has_residual_(has_residual) {}
+  AddLayerNorm(mx::Stream stream, float eps, bool has_input_bias, bool has_residual)
+      : CpuPrimitive(stream), eps_(eps), has_input_bias_(has_input_bias), has_residual_(has_residual) {}
   const char* name() const override {
     return "MdpAddLayerNorm";
   }
   bool is_equivalent(const mx::Primitive& other) const override {
     auto& o = static_cast<const AddLayerNorm&>(other);
-    return eps_ == o.eps_ && has_residual_ == o.has_residual_;
+    return eps_ == o.eps_ && has_input_bias_ == o.has_input_bias_ && has_residual_ == o.has_residual_;
   }
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
-    const mx::array& x = inputs[0];
-    const mx::array* residual = has_residual_ ? &inputs[1] : nullptr;
-    const mx::array& weight = inputs[has_residual_ ? 2 : 1];
-    const mx::array& bias = inputs[has_residual_ ? 3 : 2];
+    size_t next = 0;
+    const mx::array& x = inputs[next++];
+    const mx::array* input_bias = has_input_bias_ ? &inputs[next++] : nullptr;
+    const mx::array* residual = has_residual_ ? &inputs[next++] : nullptr;
+    const mx::array& weight = inputs[next++];
+    const mx::array& bias = inputs[next++];
     mx::array& out = outputs[0];
     if (x.is_donatable()) {
       out.copy_shared_buffer(x);
@@ -130,6 +153,7 @@ class AddLayerNorm : public CpuPrimitive {
     const size_t dim = x.shape().back();
     const size_t rows = dim ? x.size() / dim : 0;
     encoder.dispatch([x = x.data<float>(),
+                      x_bias = input_bias ? input_bias->data<float>() : nullptr,
                       res = residual ? residual->data<float>() : nullptr,
                       res_rows = residual ? residual->size() / std::max<size_t>(dim, 1) : 1,
                       w = weight.data<float>(),
@@ -141,13 +165,14 @@ class AddLayerNorm : public CpuPrimitive {
       size_t step = rows_per_task(dim);
       parallel_for((rows + step - 1) / step, [&](size_t t) {
         size_t begin = t * step;
-        rows::add_layer_norm(x, res, res_rows, w, b, eps, o, dim, begin, std::min(rows, begin + step));
+        rows::add_layer_norm(x, x_bias, res, res_rows, w, b, eps, o, dim, begin, std::min(rows, begin + step));
       });
     });
   }
 
  private:
   float eps_;
+  bool has_input_bias_;
   bool has_residual_;
 };
 
@@ -198,12 +223,13 @@ class EmbedLayerNorm : public CpuPrimitive {
 
 class Attention : public CpuPrimitive {
  public:
-  Attention(mx::Stream stream, int heads) : CpuPrimitive(stream), heads_(heads) {}
+  Attention(mx::Stream stream, int heads, bool has_bias) : CpuPrimitive(stream), heads_(heads), has_bias_(has_bias) {}
   const char* name() const override {
     return "MdpAttention";
   }
   bool is_equivalent(const mx::Primitive& other) const override {
-    return heads_ == static_cast<const Attention&>(other).heads_;
+    auto& o = static_cast<const Attention&>(other);
+    return heads_ == o.heads_ && has_bias_ == o.has_bias_;
   }
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     const mx::array& qkv = inputs[0];
@@ -211,8 +237,9 @@ class Attention : public CpuPrimitive {
     mx::array& out = outputs[0];
     allocate(out);
     auto& encoder = mx::cpu::get_command_encoder(stream());
-    encoder.set_input_array(qkv);
-    encoder.set_input_array(keep);
+    for (const auto& input : inputs) {
+      encoder.set_input_array(input);
+    }
     encoder.set_output_array(out);
     const size_t batch = qkv.shape(0);
     const size_t length = qkv.shape(1);
@@ -221,6 +248,7 @@ class Attention : public CpuPrimitive {
     const size_t head_dim = hidden / heads;
     encoder.dispatch([src = qkv.data<float>(),
                       keep = keep.data<float>(),
+                      bias = has_bias_ ? inputs[2].data<float>() : nullptr,
                       dst = out.data<float>(),
                       batch,
                       length,
@@ -236,11 +264,15 @@ class Attention : public CpuPrimitive {
         const size_t b = task / heads;
         const size_t h = task % heads;
         const float* base = src + b * length * 3 * hidden + h * head_dim;
+        const float* head_bias = bias != nullptr ? bias + h * head_dim : nullptr;
         rows::attention_head(
             base,
             base + hidden,
             base + 2 * hidden,
             3 * hidden,
+            head_bias,
+            head_bias != nullptr ? head_bias + hidden : nullptr,
+            head_bias != nullptr ? head_bias + 2 * hidden : nullptr,
             keep + b * length,
             length,
             head_dim,
@@ -253,13 +285,31 @@ class Attention : public CpuPrimitive {
 
  private:
   int heads_;
+  bool has_bias_;
 };
 
 }  // namespace
 
-mx::array gelu(const mx::array& x) {
+// A bias of the last axis's length (added before the op), or none.
+void check_bias(const std::optional<mx::array>& bias, const mx::array& x, int dim, const char* what) {
+  if (!bias) {
+    return;
+  }
+  require_float32(*bias, what);
+  require(bias->ndim() == 1 && bias->shape(0) == dim,
+          std::string(what) + " must be (" + std::to_string(dim) + ",) for input " + shape_str(x) + ", got " +
+              shape_str(*bias));
+}
+
+mx::array gelu(const mx::array& x, const std::optional<mx::array>& bias) {
   require_float32(x, "gelu input");
-  return mx::array(x.shape(), mx::float32, std::make_shared<Gelu>(cpu_stream()), {dense(x)});
+  std::vector<mx::array> inputs = {dense(x)};
+  if (bias) {
+    require(x.ndim() >= 1, "gelu with a bias needs at least one axis");
+    check_bias(bias, x, x.shape().back(), "gelu bias");
+    inputs.push_back(dense(*bias));
+  }
+  return mx::array(x.shape(), mx::float32, std::make_shared<Gelu>(cpu_stream(), bias.has_value()), inputs);
 }
 
 mx::array add_layer_norm(
@@ -267,7 +317,8 @@ mx::array add_layer_norm(
     const std::optional<mx::array>& residual,
     const mx::array& weight,
     const mx::array& bias,
-    float eps) {
+    float eps,
+    const std::optional<mx::array>& input_bias) {
   require(x.ndim() >= 1, "layer norm needs at least one axis");
   require_float32(x, "layer norm input");
   const int dim = x.shape().back();
@@ -277,6 +328,10 @@ mx::array add_layer_norm(
   require_float32(weight, "layer norm weight");
   require_float32(bias, "layer norm bias");
   std::vector<mx::array> inputs = {dense(x)};
+  check_bias(input_bias, x, dim, "input_bias");
+  if (input_bias) {
+    inputs.push_back(dense(*input_bias));
+  }
   if (residual) {
     require_float32(*residual, "residual");
     const size_t rows = dim ? x.size() / dim : 0;
@@ -290,7 +345,8 @@ mx::array add_layer_norm(
   inputs.push_back(dense(weight));
   inputs.push_back(dense(bias));
   return mx::array(
-      x.shape(), mx::float32, std::make_shared<AddLayerNorm>(cpu_stream(), eps, residual.has_value()), inputs);
+      x.shape(), mx::float32, std::make_shared<AddLayerNorm>(cpu_stream(), eps, input_bias.has_value(), residual.has_value()),
+      inputs);
 }
 
 mx::array embed_layer_norm(
@@ -318,7 +374,8 @@ mx::array embed_layer_norm(
       {dense(mx::astype(ids, mx::int32, cpu_stream())), dense(table), dense(pos), dense(weight), dense(bias)});
 }
 
-mx::array attention(const mx::array& qkv, const mx::array& key_mask, int num_heads) {
+mx::array attention(
+    const mx::array& qkv, const mx::array& key_mask, int num_heads, const std::optional<mx::array>& qkv_bias) {
   require(qkv.ndim() == 3, "qkv must be (batch, length, 3 * hidden), got " + shape_str(qkv));
   require_float32(qkv, "qkv");
   require(num_heads >= 1, "num_heads must be >= 1");
@@ -329,12 +386,16 @@ mx::array attention(const mx::array& qkv, const mx::array& key_mask, int num_hea
   require(key_mask.ndim() == 2 && key_mask.shape(0) == batch && key_mask.shape(1) == length,
           "key_mask must be (batch, length) = (" + std::to_string(batch) + ", " + std::to_string(length) +
               "), got " + shape_str(key_mask));
-  mx::array keep = dense(mx::astype(key_mask, mx::float32, cpu_stream()));
+  check_bias(qkv_bias, qkv, qkv.shape(2), "qkv_bias");
+  std::vector<mx::array> inputs = {dense(qkv), dense(mx::astype(key_mask, mx::float32, cpu_stream()))};
+  if (qkv_bias) {
+    inputs.push_back(dense(*qkv_bias));
+  }
   return mx::array(
       {batch, length, qkv.shape(2) / 3},
       mx::float32,
-      std::make_shared<Attention>(cpu_stream(), num_heads),
-      {dense(qkv), keep});
+      std::make_shared<Attention>(cpu_stream(), num_heads, qkv_bias.has_value()),
+      inputs);
 }
 
 }  // namespace mdpk

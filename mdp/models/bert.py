@@ -230,7 +230,11 @@ class Bert(nn.Module):
         return x
 
     def _forward_fused(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
-        """The same forward pass with mdp_kernels' fused CPU primitives around MLX's matmuls."""
+        """The same forward pass with mdp_kernels' fused CPU primitives around MLX's matmuls.
+
+        The matmuls run without their bias (a bias makes MLX copy it into the output first); each
+        bias is added inside the fused kernel that consumes the product.
+        """
         kernels, eps = self.fused_kernels, self.config.layer_norm_eps
         emb = self.embeddings
         positions = emb.position_embeddings.weight + emb.token_type_embeddings.weight[0]
@@ -238,11 +242,13 @@ class Bert(nn.Module):
             input_ids, emb.word_embeddings.weight, positions, emb.norm.weight, emb.norm.bias, eps
         )
         for layer in self.layers:
-            context = kernels.attention(layer.qkv(x), attention_mask, layer.num_heads)
-            norm = layer.attn_norm
-            x = kernels.add_layer_norm(layer.attn_out(context), x, norm.weight, norm.bias, eps)
-            hidden = layer.ffn_out(kernels.gelu(layer.ffn_in(x)))
-            x = kernels.add_layer_norm(hidden, x, layer.ffn_norm.weight, layer.ffn_norm.bias, eps)
+            qkv = x @ layer.qkv.weight.T
+            context = kernels.attention(qkv, attention_mask, layer.num_heads, layer.qkv.bias)
+            out, norm = layer.attn_out, layer.attn_norm
+            x = kernels.add_layer_norm(context @ out.weight.T, x, norm.weight, norm.bias, eps, out.bias)
+            hidden = kernels.gelu(x @ layer.ffn_in.weight.T, layer.ffn_in.bias)
+            out, norm = layer.ffn_out, layer.ffn_norm
+            x = kernels.add_layer_norm(hidden @ out.weight.T, x, norm.weight, norm.bias, eps, out.bias)
         return x
 
     # -- weights ----------------------------------------------------------------------------
