@@ -337,3 +337,26 @@ def test_build_script_falls_back_instead_of_failing(python, path, expected) -> N
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     assert expected in run.stderr and "falls back to MLX ops" in run.stderr
+
+
+@pytest.mark.parametrize("flags", [[], ["-DMDPK_NO_CLONES"]], ids=["dispatched", "portable"])
+def test_row_kernels_in_every_build_flavour(tmp_path, flags) -> None:
+    """The C++ row kernels against float64 in C++: as dispatched on this CPU, and as the portable
+    build (what arm64/macOS/Clang and the baseline x86-64 clone run), which Python never reaches here."""
+    import shutil
+
+    from mdp.config import PROJECT_ROOT
+
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        pytest.skip("no C++ compiler (make setup installs g++)")
+    kernels_dir = PROJECT_ROOT / "kernels"
+    binary = tmp_path / "check"
+    command = [compiler, "-std=c++20", "-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=fast"]
+    command += [*flags, f"-I{kernels_dir / 'csrc'}", str(kernels_dir / "tests" / "check_row_kernels.cpp")]
+    command += [str(kernels_dir / "csrc" / "math_kernels.cpp"), "-o", str(binary)]
+    build = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    run = subprocess.run([str(binary)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout
+    assert "all ok" in run.stdout
