@@ -99,6 +99,8 @@ class SentenceEncoder:
         self.device_batch_tokens = max(self.device_batch_tokens, self.max_tokens)
         self.pooling, self.normalize_module = self._read_modules()
         self.tokenizer = load_tokenizer(self.model_dir)
+        if dtype != "float32" and kernels == "mdp_kernels":
+            raise ValueError(f"mdp_kernels are float32-only; dtype {dtype!r} needs kernels='mlx' or 'auto'")
         fused, self.kernels = resolve_kernels("mlx" if dtype != "float32" else kernels)
         self.model = Bert(self.config, fused_kernels=fused)
         self.model.load_hf_weights(weights, dtype=_DTYPES[dtype])
