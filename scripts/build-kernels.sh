@@ -23,10 +23,12 @@ if ! command -v c++ >/dev/null 2>&1 && ! command -v g++ >/dev/null 2>&1; then
 fi
 # Build requirements come from kernels/pyproject.toml (one place for their pins); the build runs
 # without isolation so that CMake finds the venv's own MLX (headers, CMake config, libmlx).
-mapfile -t requires < <("$PY" -c "import tomllib; print('\n'.join(tomllib.load(open('kernels/pyproject.toml', 'rb'))['build-system']['requires']))")
-if ! "$PY" -m pip install -q "${requires[@]}" >"$log" 2>&1; then
+# (Word splitting on purpose: the requirement strings have no spaces; no mapfile, for macOS's bash 3.)
+requires="$("$PY" -c "import tomllib; print(' '.join(tomllib.load(open('kernels/pyproject.toml', 'rb'))['build-system']['requires']))")"
+# shellcheck disable=SC2086
+if [ -z "$requires" ] || ! "$PY" -m pip install -q $requires >"$log" 2>&1; then
   tail -5 "$log" >&2
-  fallback "could not install the build requirements (${requires[*]})"
+  fallback "could not install the build requirements (${requires:-unreadable kernels/pyproject.toml})"
 fi
 echo "kernels: building mdp_kernels against mlx $("$PY" -c 'import mlx.core as mx; print(mx.__version__)') ..." >&2
 if ! "$PY" -m pip install -q --no-build-isolation --force-reinstall --no-deps ./kernels >"$log" 2>&1; then
