@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import sys
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,9 @@ class SentenceEncoder:
         if dtype != "float32" and kernels == "mdp_kernels":
             raise ValueError(f"mdp_kernels are float32-only; dtype {dtype!r} needs kernels='mlx' or 'auto'")
         fused, self.kernels = resolve_kernels("mlx" if dtype != "float32" else kernels)
+        if dtype != "float32":
+            reason = f"MLX ops: mdp_kernels are float32-only (dtype {dtype})"
+            self.kernels = replace(self.kernels, reason=reason)
         self.model = Bert(self.config, fused_kernels=fused)
         self.model.load_hf_weights(weights, dtype=_DTYPES[dtype])
         self.dim = self.config.hidden_size
