@@ -4,6 +4,9 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mdp-installed
+KERNELS_STAMP := $(VENV)/.mdp-kernels
+KERNELS_SOURCES := kernels/pyproject.toml kernels/CMakeLists.txt $(wildcard kernels/csrc/*) \
+	$(wildcard kernels/python/mdp_kernels/*.py) scripts/build-kernels.sh
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export DO_NOT_TRACK := true
 export SCARF_NO_ANALYTICS := true
@@ -21,11 +24,16 @@ $(STAMP): pyproject.toml packaging/en_core_web_sm/pyproject.toml examples/mdp-pa
 	$(BIN)/pip install -q -e '.[dev]' ./packaging/en_core_web_sm -e ./examples/mdp-parser-example
 	touch $(STAMP)
 
+# The fused CPU kernels, compiled here against the venv's MLX; a failed build falls back (never fails).
+$(KERNELS_STAMP): $(STAMP) $(KERNELS_SOURCES)
+	./scripts/build-kernels.sh $(BIN)/python
+	touch $(KERNELS_STAMP)
+
 dagster-home:
 	@mkdir -p $(DAGSTER_HOME)
 	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-setup: $(STAMP) dagster-home
+setup: $(STAMP) $(KERNELS_STAMP) dagster-home
 
 run: setup
 	$(BIN)/mdp run

@@ -41,6 +41,20 @@ def check_mlx() -> dict[str, Any]:
         return _check("mlx", False, f"{exc}; on Linux install mlx[cpu] (make setup does it)")
 
 
+def check_kernels() -> dict[str, Any]:
+    """Which CPU kernels the encoder uses: mdp_kernels (fused C++) or MLX ops, and why."""
+    try:
+        from mdp.kernels import resolve
+
+        _, status = resolve()
+    except Exception as exc:  # e.g. MDP_KERNELS=mdp_kernels when the extension cannot load
+        return _check("kernels", False, str(exc))
+    if status.name == "mdp_kernels":
+        return _check("kernels", True, f"{status.reason}, {status.isa}, {status.threads} threads")
+    # MLX ops by choice (MDP_KERNELS=mlx) or off the CPU are fine; a failed build is not.
+    return _check("kernels", not status.fallback, status.reason)
+
+
 def check_model(model_path: Path | None) -> dict[str, Any]:
     from mdp.tokenizer import max_seq_length, resolve_model_path
 
@@ -112,7 +126,8 @@ def run_doctor(config_file: Path | None = None) -> list[dict[str, Any]]:
     except Exception as exc:
         results.append(_check("config", False, str(exc)))
         config = None
-    results += [check_mlx(), check_blas(), check_model(config.model.path if config else None), check_spacy()]
+    results += [check_mlx(), check_blas(), check_kernels()]
+    results += [check_model(config.model.path if config else None), check_spacy()]
     if config:
         results.append(check_store(config.store))
         for source in config.sources:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import sys
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ _BLAS = activate_openblas()  # must precede the first `import mlx.core` (see mdp
 import mlx.core as mx  # noqa: E402
 import mlx.data as dx  # noqa: E402
 
+from mdp.kernels import resolve as resolve_kernels  # noqa: E402
 from mdp.models.bert import Bert, BertConfig  # noqa: E402
 from mdp.tokenizer import (  # noqa: E402
     default_model_path,
@@ -66,10 +68,16 @@ class SentenceEncoder:
 
     ``batch_tokens`` bounds padded tokens per batch; ``dtype`` is the compute dtype
     (float32 by default; reduced precision must pass the parity test before use).
+    ``kernels``: ``auto`` (default, or ``MDP_KERNELS``), ``mdp_kernels`` or ``mlx``; see
+    :mod:`mdp.kernels`. The fused kernels are float32 only, so other dtypes use MLX ops.
     """
 
     def __init__(
-        self, path: str | Path | None = None, batch_tokens: int = 8192, dtype: str = "float32"
+        self,
+        path: str | Path | None = None,
+        batch_tokens: int = 8192,
+        dtype: str = "float32",
+        kernels: str | None = None,
     ) -> None:
         if dtype not in _DTYPES:
             raise ValueError(f"dtype {dtype!r} not supported; use one of {', '.join(_DTYPES)}")
@@ -93,7 +101,13 @@ class SentenceEncoder:
         self.device_batch_tokens = max(self.device_batch_tokens, self.max_tokens)
         self.pooling, self.normalize_module = self._read_modules()
         self.tokenizer = load_tokenizer(self.model_dir)
-        self.model = Bert(self.config)
+        if dtype != "float32" and kernels == "mdp_kernels":
+            raise ValueError(f"mdp_kernels are float32-only; dtype {dtype!r} needs kernels='mlx' or 'auto'")
+        fused, self.kernels = resolve_kernels("mlx" if dtype != "float32" else kernels)
+        if dtype != "float32":
+            reason = f"MLX ops: mdp_kernels are float32-only (dtype {dtype})"
+            self.kernels = replace(self.kernels, reason=reason)
+        self.model = Bert(self.config, fused_kernels=fused)
         self.model.load_hf_weights(weights, dtype=_DTYPES[dtype])
         self.dim = self.config.hidden_size
         self.model_id = self._model_id()
@@ -148,6 +162,7 @@ class SentenceEncoder:
             "device_batch_tokens": self.device_batch_tokens,
         }
         out.update(blas_info())
+        out.update(self.kernels.as_metadata())
         return out
 
     # -- encoding ----------------------------------------------------------------------------

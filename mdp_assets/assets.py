@@ -195,7 +195,16 @@ def _latest_embed_bench() -> dict[str, float | str]:
     from mdp.bench import latest_results
 
     section = latest_results().get("embed") or {}
-    keep = ("ratio", "mlx_texts_per_s", "st_texts_per_s", "max_cosine_gap", "roofline_texts_per_s")
+    keep = (
+        "ratio",
+        "mlx_texts_per_s",
+        "st_texts_per_s",
+        "max_cosine_gap",
+        "roofline_texts_per_s",
+        "kernels",
+        "ratio_without_kernels",
+        "kernel_speedup",
+    )
     return {f"bench/{k}": section[k] for k in keep if k in section}
 
 

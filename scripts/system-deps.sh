@@ -2,9 +2,12 @@
 # System packages mdp uses when the machine can install them (Debian/Ubuntu, as root).
 # - libopenblas0-pthread: an optimised BLAS that mdp loads under mlx-cpu (its wheel bundles the
 #   reference BLAS, ~30x slower). Without it mdp still works, only slower; `mdp doctor` says so.
+# - g++: builds mdp_kernels, the encoder's fused CPU kernels (scripts/build-kernels.sh); without a
+#   compiler the encoder falls back to MLX ops.
 set -euo pipefail
 want=()
 [ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] || [ -e /usr/lib/aarch64-linux-gnu/openblas-pthread/libblas.so.3 ] || want+=(libopenblas0-pthread)
+command -v c++ >/dev/null || command -v g++ >/dev/null || want+=(g++)
 for extra in "$@"; do
   dpkg -s "$extra" >/dev/null 2>&1 || want+=("$extra")
 done

@@ -37,7 +37,7 @@ def test_schema_export_and_list(tmp_path):
 def test_doctor_reports_every_part(tmp_path):
     out = run("doctor", "--json")
     checks = {c["name"]: c for c in json.loads(out.stdout)}
-    for name in ("config", "mlx", "blas", "model", "spacy-model", "store", "dagster-home"):
+    for name in ("config", "mlx", "blas", "kernels", "model", "spacy-model", "store", "dagster-home"):
         assert name in checks and checks[name]["detail"]
     assert checks["model"]["ok"] and checks["spacy-model"]["ok"] and checks["mlx"]["ok"]
 

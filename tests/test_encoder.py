@@ -105,6 +105,21 @@ def test_parity_with_sentence_transformers(ours: np.ndarray, reference: np.ndarr
     assert cosine.min() >= 0.999, f"text {worst} {TEXTS[worst][:60]!r}: cosine {cosine[worst]:.6f}"
 
 
+def test_parity_with_and_without_fused_kernels(encoder, ours: np.ndarray, reference: np.ndarray) -> None:
+    """The default CPU encoder uses mdp_kernels (built by make setup); MLX ops alone agree too."""
+    import os
+
+    from mdp.encoder import SentenceEncoder
+
+    if os.environ.get("MDP_KERNELS") != "mlx":
+        assert encoder.info()["kernels"] == "mdp_kernels", encoder.info()["kernels_reason"]
+    plain = SentenceEncoder(kernels="mlx")
+    assert plain.info()["kernels"] == "mlx"
+    cosine = (plain.encode(TEXTS) * reference).sum(axis=1)
+    assert cosine.min() >= 0.999
+    assert (plain.encode(TEXTS[:20]) * ours[:20]).sum(axis=1).min() >= 0.99999
+
+
 def test_truncation_matches_sentence_transformers(encoder) -> None:
     from sentence_transformers import SentenceTransformer
 

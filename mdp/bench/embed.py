@@ -1,7 +1,9 @@
 """Embedding throughput: the MLX encoder against sentence-transformers, same texts, same process.
 
-Runs alternate (MLX, ST, MLX, ST, ...) so that load from other processes on a shared machine
-hits both alike; warm-up runs are excluded. ``torch``'s thread count is left at its default.
+The MLX encoder runs twice: with the kernels it uses by default (mdp_kernels' fused CPU kernels
+when built, see mdp/kernels.py) and with MLX ops only. Runs alternate (fused, MLX ops, ST, fused,
+...) so that load from other processes on a shared machine hits all alike; warm-up runs are
+excluded; each reports its best round. ``torch``'s thread count is left at its default.
 Run: ``python -m mdp.bench.embed [--quick]``.
 """
 
@@ -63,37 +65,50 @@ def run_embed_bench(quick: bool = False, texts: list[str] | None = None) -> dict
 
     n_texts, rounds = (64, 1) if quick else (256, 3)
     texts = list(texts) if texts is not None else default_texts(n_texts)
-    encoder = SentenceEncoder()
+    encoder = SentenceEncoder()  # the kernels mdp uses by default (mdp_kernels on the CPU if built)
+    runs = {"mlx": encoder.encode}
+    if encoder.kernels.name != "mlx":
+        runs["mlx_ops"] = SentenceEncoder(kernels="mlx").encode
     st = SentenceTransformer(str(default_model_path()), device="cpu")
 
     def st_encode(batch: list[str]) -> np.ndarray:
         return st.encode(batch, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
 
+    runs["st"] = st_encode
     warm = texts[: min(16, len(texts))]
-    encoder.encode(warm)
-    st_encode(warm)
+    for run in runs.values():
+        run(warm)
 
-    mlx_times, st_times = [], []
-    mlx_vectors = st_vectors = np.zeros((0, encoder.dim), dtype=np.float32)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    vectors: dict[str, np.ndarray] = {}
     for _ in range(rounds):
-        seconds, mlx_vectors = _timed(encoder.encode, texts)
-        mlx_times.append(seconds)
-        seconds, st_vectors = _timed(st_encode, texts)
-        st_times.append(seconds)
+        for name, run in runs.items():
+            seconds, vectors[name] = _timed(run, texts)
+            times[name].append(seconds)
 
-    cosine = (mlx_vectors * st_vectors).sum(axis=1)
+    def cosine_gap(name: str) -> float:
+        cosine = (vectors[name] * vectors["st"]).sum(axis=1)
+        return float(1.0 - cosine.min()) if len(cosine) else 0.0
+
+    rate = {name: len(texts) / min(seconds) for name, seconds in times.items()}
     tokens = [len(ids) for ids in encoder.token_ids(texts)]
     mean_tokens = float(np.mean(tokens)) if tokens else 0.0
     flops_per_text = float(np.mean([encoder.flops_per_text(n) for n in tokens])) if tokens else 0.0
     gflops = measure_matmul_gflops()
-    mlx_rate = len(texts) / min(mlx_times)
-    st_rate = len(texts) / min(st_times)
     info = encoder.info()
+    # Without the fused kernels (MLX ops only); the same run when mdp_kernels is not in use.
+    plain = "mlx_ops" if "mlx_ops" in runs else "mlx"
     return {
-        "mlx_texts_per_s": round(mlx_rate, 2),
-        "st_texts_per_s": round(st_rate, 2),
-        "ratio": round(mlx_rate / st_rate, 3),
-        "max_cosine_gap": float(1.0 - cosine.min()) if len(cosine) else 0.0,
+        "mlx_texts_per_s": round(rate["mlx"], 2),
+        "st_texts_per_s": round(rate["st"], 2),
+        "ratio": round(rate["mlx"] / rate["st"], 3),
+        "max_cosine_gap": cosine_gap("mlx"),
+        "kernels": str(info["kernels"]),
+        "kernels_isa": str(info["kernels_isa"]),
+        "mlx_ops_texts_per_s": round(rate[plain], 2),
+        "ratio_without_kernels": round(rate[plain] / rate["st"], 3),
+        "kernel_speedup": round(rate["mlx"] / rate[plain], 3),
+        "max_cosine_gap_without_kernels": cosine_gap(plain),
         "n_texts": len(texts),
         "rounds": rounds,
         "mean_tokens": round(mean_tokens, 1),

@@ -11,6 +11,10 @@ the matmuls (see docs/encoder.md). With ``fast_elementwise`` (the default on CPU
 * Q, K and V are one fused projection, and the 1/sqrt(d) scale is folded into Q's weights.
 
 Elsewhere (Metal, CUDA) the exact ``nn.gelu`` and ``mx.fast.scaled_dot_product_attention`` run.
+
+On the CPU, when the ``mdp_kernels`` extension is built (see :mod:`mdp.kernels`), the forward pass
+goes through :meth:`Bert._forward_fused` instead: fused C++ primitives for the attention core,
+GELU, residual + layer norm and the embeddings, with the matmuls left to MLX (BLAS).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import mlx.core as mx
@@ -191,25 +196,59 @@ class EncoderLayer(nn.Module):
 
 
 class Bert(nn.Module):
-    """BERT encoder returning the last hidden states (no pooler)."""
+    """BERT encoder returning the last hidden states (no pooler).
 
-    def __init__(self, config: BertConfig, fast_elementwise: bool | None = None) -> None:
+    ``fused_kernels``: the ``mdp_kernels`` module (CPU only) to run the forward pass with, or None
+    for MLX ops; :func:`mdp.kernels.resolve` picks it.
+    """
+
+    def __init__(
+        self,
+        config: BertConfig,
+        fast_elementwise: bool | None = None,
+        fused_kernels: ModuleType | None = None,
+    ) -> None:
         super().__init__()
         if config.hidden_act not in {"gelu", "gelu_python"}:
             raise ValueError(f"hidden_act {config.hidden_act!r} is not supported (only exact 'gelu')")
         if fast_elementwise is None:
             fast_elementwise = mx.default_device() == mx.cpu
         self.config = config
+        self.fused_kernels = fused_kernels
         self.embeddings = Embeddings(config)
         self.layers = [EncoderLayer(config, fast_elementwise) for _ in range(config.num_hidden_layers)]
 
     def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
         """input_ids, attention_mask: (batch, length) ints; returns (batch, length, hidden)."""
+        if self.fused_kernels is not None:
+            return self._forward_fused(input_ids, attention_mask)
         x = self.embeddings(input_ids)
         # Key mask broadcast over heads and query positions: 1 keep, 0 padding.
         key_mask = attention_mask[:, None, None, :].astype(x.dtype)
         for layer in self.layers:
             x = layer(x, key_mask)
+        return x
+
+    def _forward_fused(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
+        """The same forward pass with mdp_kernels' fused CPU primitives around MLX's matmuls.
+
+        The matmuls run without their bias (a bias makes MLX copy it into the output first); each
+        bias is added inside the fused kernel that consumes the product.
+        """
+        kernels, eps = self.fused_kernels, self.config.layer_norm_eps
+        emb = self.embeddings
+        positions = emb.position_embeddings.weight + emb.token_type_embeddings.weight[0]
+        x = kernels.embed_layer_norm(
+            input_ids, emb.word_embeddings.weight, positions, emb.norm.weight, emb.norm.bias, eps
+        )
+        for layer in self.layers:
+            qkv = x @ layer.qkv.weight.T
+            context = kernels.attention(qkv, attention_mask, layer.num_heads, layer.qkv.bias)
+            out, norm = layer.attn_out, layer.attn_norm
+            x = kernels.add_layer_norm(context @ out.weight.T, x, norm.weight, norm.bias, eps, out.bias)
+            hidden = kernels.gelu(x @ layer.ffn_in.weight.T, layer.ffn_in.bias)
+            out, norm = layer.ffn_out, layer.ffn_norm
+            x = kernels.add_layer_norm(hidden @ out.weight.T, x, norm.weight, norm.bias, eps, out.bias)
         return x
 
     # -- weights ----------------------------------------------------------------------------
