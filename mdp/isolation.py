@@ -37,6 +37,7 @@ from typing import Any
 
 from mdp.chunking import chunk_elements
 from mdp.config import ChunkingConfig, MdpConfig, ParsingConfig
+from mdp.fidelity import chunk_extractor, screen_elements
 from mdp.parsers import (
     ParseContext,
     ParsedDocument,
@@ -204,6 +205,11 @@ def _chunk_document(
             )
         )
 
+    screening = screen_elements(item.elements, setup.parsing.min_text_fidelity)  # garbage never gets chunked
+    if screening.reason:
+        quarantine(screening.reason)
+        return
+    item.metadata.update(screening.metadata)
     try:
         drafts = chunk_elements(item.elements, tokenizer, setup.chunking)
     except MemoryError:
@@ -233,6 +239,7 @@ def _chunk_document(
             pages=draft.pages,
             element_types=draft.element_types,
             token_count=draft.token_count,
+            metadata={"extractor": chunk_extractor(item.metadata, draft.pages, parser_name)},
         )
         for position, draft in enumerate(drafts)
     ]
