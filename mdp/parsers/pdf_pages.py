@@ -90,9 +90,10 @@ def paragraphs(text: str) -> list[str]:
 
 
 def field_lines(fields: Iterable[tuple[str, str]], page_text: str) -> list[str]:
-    """``"label: value"`` lines for the values the page's text does not already show (some
-    writers also draw the values into the page content, which the extractors read)."""
-    return [f"{name}: {value}" if name else value for name, value in fields if value not in page_text]
+    """``"label: value"`` lines not already in the page's text. unstructured reads some widget
+    values but without their labels; "Applicant: Ada Lovelace" is what a search needs."""
+    lines = [f"{name}: {value}" if name else value for name, value in fields]
+    return [line for line in lines if line not in page_text]
 
 
 def text_elements(texts: Iterable[str], page_number: int, kind: str = "narrative") -> list[Element]:
