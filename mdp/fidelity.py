@@ -127,6 +127,8 @@ def _excerpt(text: str, position: int, width: int = 24) -> str:
 
 
 _NOT_LETTERS = regex.compile(r"[^\p{L}\p{M}]+")
+# scientific writing glues Greek to Latin letters (TNFα, IKKβ, αβT cells): not a script clash
+_LATIN_GREEK_SEAM = regex.compile(r"(?<=\p{Latin})(?=\p{Greek})|(?<=\p{Greek})(?=\p{Latin})")
 
 
 def measure(text: str) -> Fidelity:
@@ -142,7 +144,7 @@ def measure(text: str) -> Fidelity:
     unmapped = len(UNMAPPED_CHAR.findall(without_cid))
     mojibake = badness(without_cid)
     visible = UNMAPPED_CHAR.sub("", without_cid) if unmapped else without_cid
-    letters = _NOT_LETTERS.sub(" ", visible)
+    letters = _LATIN_GREEK_SEAM.sub(" ", _NOT_LETTERS.sub(" ", visible))
     mess = 0.0
     if len(letters) - letters.count(" ") >= MESS_MIN_CHARS:
         mess = float(mess_ratio(_sample_for_mess(letters), maximum_threshold=1.0))

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mdp.fidelity import Fidelity, better, element_text, measure, screen_elements
+from mdp.fidelity import EMPTY, Fidelity, better, element_text, measure, screen_elements
 from mdp.parsers import pdf_pages
 from mdp.parsers.base import (
     ParseContext,
@@ -168,7 +168,7 @@ class _Page:
     number: int
     elements: list[Element] = field(default_factory=list)
     extractor: str = ""
-    fidelity: Fidelity = field(default_factory=lambda: measure(""))
+    fidelity: Fidelity = EMPTY
     fields: list[tuple[str, str]] = field(default_factory=list)
     field_source: str = ""
     has_image: bool | None = None
@@ -187,6 +187,7 @@ class PdfParser:
         import pikepdf  # noqa: F401
         import pypdfium2  # noqa: F401
 
+        measure("Warm-up: ftfy and charset-normalizer load once, in the fork server.")
         with contextlib.suppress(Exception):  # only a speed-up: a real failure shows on a real file
             _prime_partition_pdf()
 
@@ -441,11 +442,12 @@ class _Extraction:
         if not candidates:
             return
         if not self.parsing.ocr:
-            self.ocr.unavailable = f"OCR disabled; {OCR_OFF_FIX}"
+            self.ocr.unavailable, self.ocr.fix = f"OCR disabled; {OCR_OFF_FIX}", OCR_OFF_FIX
             return
         tesseract = ocr.find_tesseract()
         if tesseract is None:
             self.ocr.unavailable = f"OCR unavailable: tesseract not found — {ocr.INSTALL_HINT}"
+            self.ocr.fix = ocr.INSTALL_HINT
             return
         wanted = list(self.parsing.languages) or ["eng"]
         languages = [code for code in wanted if code in tesseract.languages]
@@ -457,6 +459,7 @@ class _Extraction:
             )
         if not languages:
             self.ocr.unavailable = f"OCR unavailable: {self.ocr.missing_languages}"
+            self.ocr.fix = f"install the Tesseract data ({self.ocr.missing_languages})"
             return
         document = self._pdfium_document()
         if document is None:
@@ -555,8 +558,8 @@ class _Extraction:
         worst = min(unreadable, key=lambda p: p.fidelity.score)
         tried = sorted({self.primary, "pdfium", *(["ocr"] if self.ocr.read else [])})
         where = _page_list([p.number for p in unreadable])
-        if self.ocr.unavailable:
-            fix = f"{self.ocr.unavailable.split('; ')[-1].split(' — ')[-1]}, or {FONT_FIX}"
+        if self.ocr.fix:
+            fix = f"{self.ocr.fix}, or {FONT_FIX}"
         elif self.ocr.skipped:
             fix = f"raise [parsing] timeout_s so OCR can read every page, or {FONT_FIX}"
         else:
@@ -620,7 +623,8 @@ class _OcrOutcome:
     seconds: list[float] = field(default_factory=list)
     languages: list[str] = field(default_factory=list)
     missing_languages: str = ""
-    unavailable: str = ""
+    unavailable: str = ""  # why OCR did not run, for reasons
+    fix: str = ""  # what would make it run
 
 
 def _by_page(elements: list[Element]) -> dict[int, list[Element]]:
