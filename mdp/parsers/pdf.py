@@ -270,6 +270,13 @@ class _Extraction:
     # -- steps ---------------------------------------------------------------------------
 
     def run(self) -> tuple[list[Element], dict[str, Any]] | ParseFailure:
+        try:
+            return self._run()
+        finally:
+            if self._pdfium:
+                self._pdfium.close()
+
+    def _run(self) -> tuple[list[Element], dict[str, Any]] | ParseFailure:
         elements = self._pdfminer()
         if isinstance(elements, ParseFailure):
             return elements
@@ -531,6 +538,8 @@ class _Extraction:
                 elements.extend(pdf_pages.text_elements(lines, page.number, kind="field"))
                 extractor_pages.setdefault(page.field_source, []).append(page.number)
                 field_count += len(lines)
+        if not elements:
+            return ParseFailure(self._no_text_reason(len(pages)))
         metadata = dict(self.metadata)
         metadata["page_count"] = len(pages)
         if self.source.encrypted:
