@@ -57,7 +57,29 @@ class ParsingConfig(_Strict):
         default_factory=dict, description="PDF passwords by file name or glob relative to the source root"
     )
     jsonl: JsonlOptions = Field(default_factory=JsonlOptions)
-    languages: list[str] = Field(default_factory=lambda: ["eng"])
+    languages: list[str] = Field(
+        default_factory=lambda: ["eng"],
+        description="Tesseract language codes for OCR (and unstructured's hints), e.g. ['eng', 'deu']",
+    )
+    ocr: bool = Field(
+        default=True,
+        description="OCR image-only and unreadable PDF pages with Tesseract when it is installed "
+        '(pdf_strategy "fast"); within the per-document timeout_s',
+    )
+    ocr_dpi: int = Field(default=200, ge=72, le=600, description="Resolution pages are rendered at for OCR")
+    ocr_min_confidence: float = Field(
+        default=50.0,
+        ge=0,
+        le=100,
+        description="Tesseract's mean word confidence below which a page's OCR is discarded",
+    )
+    min_text_fidelity: float = Field(
+        default=0.9,
+        ge=0,
+        le=1,
+        description="Text scoring below this is garbage (unmapped glyphs, mojibake, implausible scripts): "
+        "another extractor is tried, else the page or document is left out with a reason",
+    )
     sentence_splitter: Literal["senter", "parser"] = Field(
         default="senter",
         description="spaCy pipeline behind unstructured's title/narrative heuristics: "

@@ -83,6 +83,24 @@ def check_spacy() -> dict[str, Any]:
         )
 
 
+def check_tesseract(languages: list[str] | None = None) -> dict[str, Any]:
+    """Tesseract reads scanned PDF pages offline; without it they are quarantined with this fix."""
+    from mdp.ocr import INSTALL_HINT, find_tesseract, language_package, missing_languages
+
+    tesseract = find_tesseract()
+    if tesseract is None:
+        detail = f"not found: scanned PDF pages are quarantined instead of OCR'd; {INSTALL_HINT}"
+        return _check("tesseract", False, detail)
+    wanted = languages or ["eng"]
+    missing = missing_languages(tesseract, wanted)
+    detail = f"{tesseract.version} at {tesseract.path}, languages: {', '.join(tesseract.languages) or 'none'}"
+    if missing:
+        packages = " ".join(language_package(code) for code in missing)
+        wants = f"[parsing] languages wants {', '.join(missing)}: apt-get install {packages}"
+        return _check("tesseract", False, f"{detail}; {wants}")
+    return _check("tesseract", True, detail)
+
+
 def check_store(store_config: StoreConfig) -> dict[str, Any]:
     uri = store_config.uri
     if "://" not in uri:
@@ -128,6 +146,7 @@ def run_doctor(config_file: Path | None = None) -> list[dict[str, Any]]:
         config = None
     results += [check_mlx(), check_blas(), check_kernels()]
     results += [check_model(config.model.path if config else None), check_spacy()]
+    results.append(check_tesseract(list(config.parsing.languages) if config else None))
     if config:
         results.append(check_store(config.store))
         for source in config.sources:

@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 from mdp.chunking import chunk_elements, unindexable_reason
 from mdp.config import ChunkingConfig, MdpConfig, ParsingConfig
+from mdp.fidelity import chunk_extractor, screen_elements
 from mdp.fileaccess import FileChangedError, FileIdentity, verified_file
 from mdp.ids import document_id
 from mdp.parsers import (
@@ -281,6 +282,11 @@ def _chunk_document(
             )
         )
 
+    screening = screen_elements(item.elements, setup.parsing.min_text_fidelity)  # garbage never gets chunked
+    if screening.reason:
+        quarantine(screening.reason)
+        return
+    item.metadata.update(screening.metadata)
     try:
         drafts = chunk_elements(item.elements, tokenizer, setup.chunking)
     except MemoryError:
@@ -317,6 +323,7 @@ def _chunk_document(
             pages=draft.pages,
             element_types=draft.element_types,
             token_count=draft.token_count,
+            metadata={"extractor": chunk_extractor(item.metadata, draft.pages, parser_name)},
         )
         for position, draft in enumerate(drafts)
     ]

@@ -4,10 +4,16 @@
 #   reference BLAS, ~30x slower). Without it mdp still works, only slower; `mdp doctor` says so.
 # - g++: builds mdp_kernels, the encoder's fused CPU kernels (scripts/build-kernels.sh); without a
 #   compiler the encoder falls back to MLX ops.
+# - tesseract-ocr, tesseract-ocr-eng: offline OCR of scanned PDF pages. Without them scanned
+#   pages are quarantined with the install hint; `mdp doctor` says so. More languages:
+#   tesseract-ocr-<lang> (e.g. tesseract-ocr-deu) and [parsing] languages in mdp.toml.
 set -euo pipefail
 want=()
 [ -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ] || [ -e /usr/lib/aarch64-linux-gnu/openblas-pthread/libblas.so.3 ] || want+=(libopenblas0-pthread)
 command -v c++ >/dev/null || command -v g++ >/dev/null || want+=(g++)
+command -v tesseract >/dev/null || want+=(tesseract-ocr)
+dpkg -s tesseract-ocr-eng >/dev/null 2>&1 || [ -e /usr/share/tesseract-ocr/5/tessdata/eng.traineddata ] \
+  || [ -e /usr/share/tesseract-ocr/4.00/tessdata/eng.traineddata ] || want+=(tesseract-ocr-eng)
 for extra in "$@"; do
   dpkg -s "$extra" >/dev/null 2>&1 || want+=("$extra")
 done

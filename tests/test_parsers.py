@@ -370,11 +370,11 @@ def test_pdf_image_only_is_a_scan(tmp_path: Path) -> None:
     pdf.add_page()
     pdf.image(str(tmp_path / "scan.png"), x=10, y=10, w=180)
     pdf.output(str(tmp_path / "scan.pdf"))
-    reason = one_failure(tmp_path / "scan.pdf").reason
+    reason = one_failure(tmp_path / "scan.pdf", ParsingConfig(ocr=False)).reason
     assert reason == (
-        'no text layer (scanned) — OCR disabled; set [parsing] pdf_strategy = "ocr_only" '
-        "and install tesseract-ocr to read it"
-    )
+        "no text layer (scanned, 1 image page(s)) — OCR disabled; set [parsing] ocr = true (Tesseract) "
+        "to read scanned pages"
+    )  # with OCR on: tests/test_pdf_fidelity.py
 
 
 def test_pdf_corrupt_and_truncated(tmp_path: Path) -> None:
