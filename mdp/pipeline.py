@@ -358,15 +358,22 @@ def embed_stage(
 
 
 # ----------------------------------------------------------------- vector_index
-def index_stage(store: VectorStore, plan: DiscoveryPlan, batch: EmbeddedBatch, run_id: str) -> ApplyResult:
-    """Apply the source's changes to the store in one commit per table."""
+def index_stage(
+    store: VectorStore,
+    plan: DiscoveryPlan,
+    batch: EmbeddedBatch,
+    run_id: str,
+    config: MdpConfig | None = None,
+) -> ApplyResult:
+    """Apply the source's changes to the store in one commit per table; with ``config``, keep the
+    search structures in step (ANN index, BM25 base, scalar indexes: mdp/search_index.py)."""
     produced = {doc.id for doc, _, _ in batch.documents} | {
         rec.document_id for _, rec, _ in batch.quarantine if rec.document_id
     }
     vanished_in_changed_files = [
         doc_id for ids in plan.stale_document_ids.values() for doc_id in ids if doc_id not in produced
     ]
-    return store.apply(
+    result = store.apply(
         plan.source,
         upserts=batch.documents,
         quarantined=batch.quarantine,
@@ -376,6 +383,20 @@ def index_stage(store: VectorStore, plan: DiscoveryPlan, batch: EmbeddedBatch, r
         model_id=batch.model_id,
         model_version=batch.model_version,
     )
+    if config is not None:
+        search_upkeep(store, config, f"{batch.model_id}@{batch.model_version}")
+    return result
+
+
+def search_upkeep(
+    store: VectorStore, config: MdpConfig, model_key: str | None, compacted: bool = False
+) -> dict[str, Any]:
+    """Bring the search structures up to date after a write or a compaction."""
+    from mdp.retrieval import retrieval_config
+    from mdp.search_index import maintain
+
+    search = retrieval_config(config)
+    return maintain(store, search, model_key if search.sentence_share > 0 else None, compacted=compacted)
 
 
 # ------------------------------------------------------------------- reporting
@@ -487,7 +508,7 @@ def ingest_source(
     embedded = embed_stage(
         validated, encoder, store, progress=progress, sentence_vectors=config.embeds_sentences()
     )
-    result = index_stage(store, plan, embedded, run_id)
+    result = index_stage(store, plan, embedded, run_id, config)
     totals = source_totals(store, source.name)
     return SourceReport(
         source=source.name,

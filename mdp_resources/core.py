@@ -55,4 +55,4 @@ class VectorStoreResource(ConfigurableResource):
         from mdp.store import VectorStore
 
         store = settings.store.model_copy(update={"uri": self.uri}) if self.uri else settings.store
-        return VectorStore.from_config(store, read_only=read_only)
+        return VectorStore.shared(store, read_only=read_only)
