@@ -89,15 +89,8 @@ class _Index:
             return
         started = time.perf_counter()
         self.table = store.checkout(version)
-        current = search_index.live_rowids(self.table)
-        base = self._base(store, previous)
-        live, new = search_index.split_delta(np.asarray(base.rowids), current)
-        if len(new) + int((~live).sum()) > config.delta_rebuild_rows or (
-            len(new) and config.bm25_method not in search_index.DELTA_METHODS
-        ):
-            search_index.build_base(store, version, config, model_key)
-            base = self._base(store, None)
-            live, new = search_index.split_delta(np.asarray(base.rowids), current)
+        previous_base = previous.base if previous is not None and previous.model_key == model_key else None
+        base, live, new, _ = search_index.open_base(store, version, config, model_key, previous_base)
         self.base = base
         prior = previous.delta if previous is not None and previous.base is base else None
         self.delta = search_index.read_delta(self.table, new, prior, base, self.analyzer, store, model_key)
@@ -119,19 +112,6 @@ class _Index:
             )
         self.has_sentences = model_key is not None and base.sentence_vectors is not None
         self.opened_s = time.perf_counter() - started
-
-    def _base(self, store: VectorStore, previous: _Index | None) -> search_index.Base:
-        """The base to search from: the previous version's when still current, else the one on
-        disk, built now when there is none (or it lacks the sentence vectors asked for)."""
-        if previous is not None and previous.base is not None and previous.model_key == self.model_key:
-            return previous.base
-        base = search_index.current_base(store, self.config, self.model_key)
-        if base is None or not search_index.base_is_usable(store, base, self.model_key):
-            search_index.build_base(store, self.version, self.config, self.model_key)
-            base = search_index.current_base(store, self.config, self.model_key)
-        if base is None:
-            raise RuntimeError(f"could not open the search index of {store.uri}")
-        return base
 
     def __len__(self) -> int:
         return 0 if self.base is None else int(self.live.sum()) + len(self.delta)
@@ -224,8 +204,8 @@ class _Index:
             .with_row_id(True)
             .select(["_distance"])
         )
-        if cfg.ann_index == "ivf_hnsw_sq":
-            query = query.ef(cfg.ann_ef)
+        if cfg.ann_index == "ivf_hnsw_sq":  # LanceDB wants ef >= the candidates it returns
+            query = query.ef(max(cfg.ann_ef, depth * cfg.ann_refine_factor))
         data = query.to_arrow()
         positions = self.positions(data["_rowid"].to_numpy())
         scores = 1.0 - data["_distance"].to_numpy().astype(np.float32)

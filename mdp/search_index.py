@@ -45,6 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 import Stemmer
 from bm25s.stopwords import STOPWORDS_EN
+from filelock import FileLock
 
 from mdp.config import RetrievalConfig
 from mdp.schemas import text_hash
@@ -257,10 +258,19 @@ class Base:
 
 
 def _scan_batches(table: Any, columns: list[str], batch: int) -> Iterator[Any]:
-    """The rows of a checked-out table in row-id order, ``batch`` rows at a time, with ``_rowid``."""
-    query = table.search().select(columns).with_row_id(True).limit(None)
-    reader = query.to_batches(batch)
-    yield from reader
+    """The rows of a checked-out table in row-id order, ``batch`` rows at a time, with ``_rowid``.
+    (LanceDB's ``to_batches`` collects the whole result first; ``take_offsets`` does not.)"""
+    n = int(table.count_rows())
+    last = -1
+    for start in range(0, n, batch):
+        offsets = list(range(start, min(n, start + batch)))
+        data = table.take_offsets(offsets).with_row_id().select(columns).to_arrow()
+        data = data.sort_by("_rowid").combine_chunks()
+        ids = data.column("_rowid").to_numpy()
+        if len(ids) and int(ids[0]) <= last:
+            raise RuntimeError("search index: a scan by offsets did not come in row-id order")
+        last = int(ids[-1]) if len(ids) else last
+        yield from data.to_batches()
 
 
 def build_base(
@@ -397,20 +407,72 @@ class _SentenceWriter:
         (folder / "meta.json").write_text(json.dumps(meta))
 
 
+def _current_name(root: Path) -> str | None:
+    try:
+        return (root / "CURRENT").read_text().strip()
+    except OSError:
+        return None
+
+
 def current_base(store: VectorStore, config: RetrievalConfig, model_key: str | None = None) -> Base | None:
     root = search_root(store) / analyzer_key(config)
+    name = _current_name(root)
     try:
-        name = (root / "CURRENT").read_text().strip()
-        return Base.load(root / name, model_key)
+        return Base.load(root / name, model_key) if name else None
     except (OSError, ValueError, KeyError):
         return None
 
 
+def open_base(
+    store: VectorStore,
+    version: int,
+    config: RetrievalConfig,
+    model_key: str | None,
+    previous: Base | None = None,
+    log: Log | None = None,
+) -> tuple[Base, np.ndarray, np.ndarray, bool]:
+    """The base to search ``version`` from, with its live mask and the row ids past it:
+    ``previous`` while it is still the current one, else the current one on disk, else built now.
+    A base is rebuilt when it lacks what is asked for, or when its delta outgrew
+    ``delta_rebuild_rows`` rows (or any delta, for bm25s methods DeltaBM25 does not reproduce).
+    One process builds at a time (a file lock); the others then take its result. Returns
+    ``(base, live, new_rowids, built)``."""
+    root = search_root(store) / analyzer_key(config)
+    current = live_rowids(store.checkout(version))
+
+    def usable(base: Base | None) -> tuple[np.ndarray, np.ndarray] | None:
+        if base is None or not base_is_usable(store, base, model_key):
+            return None
+        live, new = split_delta(np.asarray(base.rowids), current)
+        changed = len(new) + int((~live).sum())
+        if changed > config.delta_rebuild_rows or (len(new) and config.bm25_method not in DELTA_METHODS):
+            return None
+        return live, new
+
+    name = _current_name(root)
+    base = previous if previous is not None and previous.path.name == name else None
+    base = base or current_base(store, config, model_key)
+    found = usable(base)
+    if found is not None and base is not None:
+        return base, *found, False
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / ".build.lock")):
+        base = current_base(store, config, model_key)  # another process may have built it meanwhile
+        found = usable(base)
+        if found is None or base is None:
+            build_base(store, version, config, model_key, log)
+            base = current_base(store, config, model_key)
+            found = usable(base)
+        if base is None or found is None:
+            raise RuntimeError(f"the search index of {store.uri} could not be built at version {version}")
+    return base, *found, True
+
+
 # ------------------------------------------------------------------ what changed since the base
 def live_rowids(table: Any) -> np.ndarray:
-    """Row ids of every row of a checked-out table, ascending."""
-    parts = [b.column("_rowid").to_numpy() for b in _scan_batches(table, ["id"], 200_000)]
-    ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+    """Row ids of every row of a checked-out table, ascending (8 bytes a row)."""
+    data = table.search().select(["position"]).with_row_id(True).limit(None).to_arrow()
+    ids = data.column("_rowid").to_numpy() if data.num_rows else np.zeros(0, dtype=np.uint64)
     return np.sort(ids) if len(ids) > 1 and np.any(ids[1:] < ids[:-1]) else ids
 
 
@@ -664,12 +726,11 @@ def maintain(
             compacted = True
             done["vector_index"] = {"optimized": info["unindexed_rows"]}
         version = store.version()
-    base = current_base(store, config, model_key)
-    rebuild = base is None or compacted or not base_is_usable(store, base, model_key)
-    if base is not None and not rebuild:
-        live, new = split_delta(np.asarray(base.rowids), live_rowids(store.checkout(version)))
-        rebuild = len(new) + int((~live).sum()) > config.delta_rebuild_rows
-    if rebuild:
-        path = build_base(store, version, config, model_key, log)
-        done["base"] = {"version": version, "path": str(path)}
+    if compacted:  # row ids moved: whatever base exists describes another layout
+        build_base(store, version, config, model_key, log)
+        done["base"] = {"version": version, "rebuilt": "after compaction"}
+    else:
+        base, _, new, built = open_base(store, version, config, model_key, log=log)
+        if built:
+            done["base"] = {"version": base.version, "rebuilt": True}
     return done

@@ -75,6 +75,9 @@ def run_benchmarks(
     if write:
         previous = latest_results()
         merged = {**previous, **results}
+        scale = results.get("scale")
+        if isinstance(scale, dict) and "chunks" in scale:  # keep each size: growth is the point
+            merged[f"scale_{scale['chunks']}"] = scale
         RESULTS_DIR.mkdir(exist_ok=True)
         RESULTS_JSON.write_text(json.dumps(merged, indent=2, default=float) + "\n")
     return results

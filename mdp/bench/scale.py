@@ -37,8 +37,10 @@ from mdp.bench.scale_corpus import CACHE_DIR, load_sentence_bank, neighbour_docs
 
 CHUNKS_PER_DOC = 10
 WRITE_BATCH_DOCS = 2_000
-LIVE_DOCS = 200
+LIVE_DOCS = 50
 NEW_DOCS = 1_000
+PASSAGES_PER_NEW_DOC = 1
+REUSE_ENV = "MDP_SCALE_REUSE"  # development only: keep the work folder and skip roles already done
 QUERIES = 200
 RECALL_QUERIES = 100
 ANN_TYPES = ("ivf_pq", "ivf_hnsw_sq")
@@ -201,13 +203,14 @@ def _live_config(work: Path, folder: str) -> Any:
 
 
 def _write_docs(folder: Path, first: int, count: int, seed: int) -> None:
-    """Documents of 3 passages each, from the same generator (another seed: new texts)."""
+    """Documents of one passage each, from the same generator (another seed: new texts)."""
     bank = _bank()
     neighbours = neighbour_docs(bank)
     folder.mkdir(parents=True, exist_ok=True)
-    texts, _, _ = passages(bank, first * 3, count * 3, neighbours, seed=seed)
+    per = PASSAGES_PER_NEW_DOC
+    texts, _, _ = passages(bank, first * per, count * per, neighbours, seed=seed)
     for i in range(count):
-        (folder / f"doc{first + i}.txt").write_text("\n\n".join(texts[3 * i : 3 * i + 3]) + "\n")
+        (folder / f"doc{first + i}.txt").write_text("\n\n".join(texts[per * i : per * (i + 1)]) + "\n")
 
 
 def role_update(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
@@ -226,6 +229,19 @@ def role_update(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
     first_ingest_s = time.perf_counter() - t0
     retriever = Retriever(store, encoder, config=_retrieval(opts["ann"]))
     retriever.search("warm up", "hybrid")
+    import mdp.pipeline as pipeline
+
+    parse_times: list[float] = []
+    parse_stage = pipeline.parse_stage
+
+    def timed_parse(*args: Any, **kwargs: Any) -> Any:  # how much of an update is parsing
+        s = time.perf_counter()
+        try:
+            return parse_stage(*args, **kwargs)
+        finally:
+            parse_times.append(time.perf_counter() - s)
+
+    pipeline.parse_stage = timed_parse  # type: ignore[assignment]
     marker = "zyxwvutsrq"  # a word no SciFact passage has
     target = work / "live" / "doc3.txt"
     times = []
@@ -240,8 +256,11 @@ def role_update(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
         if not hits or not hits[0].document_id.endswith("doc3.txt"):
             raise RuntimeError(f"the changed document is not found after the update: {hits}")
         assert report["embedded"] >= 1
+    parse = parse_times[-len(times) :]
     return {
         "update_s": round(float(np.median(times)), 3),
+        "update_parse_s": round(float(np.median(parse)), 3),
+        "update_without_parse_s": round(float(np.median(np.array(times) - np.array(parse))), 3),
         "update_runs_s": [round(t, 3) for t in times],
         "live_first_ingest_s": round(first_ingest_s, 1),
         "search_after_update": retriever.describe(),
@@ -276,6 +295,10 @@ ROLES = {
 
 
 def _child(role: str, work: Path, opts: dict[str, Any], log: Any) -> dict[str, Any]:
+    done = work / f"{role}-{'-'.join(str(v) for v in opts.values())}.json"
+    if os.environ.get(REUSE_ENV) and done.exists():
+        log(f"scale: {role} {opts} reused from {done} ({REUSE_ENV} is set)")
+        return {**json.loads(done.read_text()), "reused": True}
     log(f"scale: {role} {opts} ...")
     started = time.perf_counter()
     proc = subprocess.run(
@@ -289,6 +312,7 @@ def _child(role: str, work: Path, opts: dict[str, Any], log: Any) -> dict[str, A
             f"scale benchmark role {role} failed (exit {proc.returncode}); see its stderr above"
         )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
+    done.write_text(json.dumps(result))
     log(f"scale: {role} done in {time.perf_counter() - started:.0f} s: {result}")
     return result
 
@@ -300,8 +324,10 @@ def run_scale_bench(quick: bool = False, chunks: int | None = None, log: Any = p
     n = int(chunks or (100_000 if quick else 1_000_000))
     bank = _bank()  # embeds SciFact's sentences once (cached under var/scale/)
     work = CACHE_DIR / f"run-{n}"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    reuse = bool(os.environ.get(REUSE_ENV))
+    if not reuse:
+        shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True, exist_ok=True)
     try:
         (work / "queries.json").write_text(json.dumps(bank.queries))
         np.save(work / "query_vectors.npy", bank.query_vectors)
@@ -317,7 +343,8 @@ def run_scale_bench(quick: bool = False, chunks: int | None = None, log: Any = p
         update = _child("update", work, {"ann": default_ann}, log)
         ingest = _child("ingest", work, {}, log)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not reuse:
+            shutil.rmtree(work, ignore_errors=True)
     main = serve["exact" if auto_mode == "exact" else f"approximate_{default_ann}"]
     result: dict[str, Any] = {
         "chunks": n,
@@ -335,6 +362,8 @@ def run_scale_bench(quick: bool = False, chunks: int | None = None, log: Any = p
         "hybrid_top10_overlap": main["hybrid_top10_overlap"],
         "serve_rss_mb": main["serve_rss_mb"],
         "update_s": update["update_s"],
+        "update_parse_s": update["update_parse_s"],
+        "update_without_parse_s": update["update_without_parse_s"],
         "ingest_rss_mb": ingest["ingest_rss_mb"],
         "ingest_s": ingest["ingest_s"],
         "build_s": build["build_s"],
