@@ -636,9 +636,10 @@ def vector_mode(config: RetrievalConfig, rows: int) -> str:
 def ann_index_config(config: RetrievalConfig, rows: int) -> Any:
     from lancedb.index import IvfHnswSq, IvfPq
 
-    partitions = max(1, min(4096, int(round(np.sqrt(max(rows, 1))))))
     if config.ann_index == "ivf_hnsw_sq":
-        return IvfHnswSq(distance_type="dot", num_partitions=max(1, partitions // 4))
+        # few large partitions: each probed partition costs one HNSW search (ef candidates)
+        return IvfHnswSq(distance_type="dot", num_partitions=max(1, rows // 250_000), ef_construction=150)
+    partitions = max(1, min(4096, int(round(np.sqrt(max(rows, 1))))))  # LanceDB's advice for IVF_PQ
     return IvfPq(distance_type="dot", num_partitions=partitions, num_sub_vectors=config.ann_sub_vectors)
 
 
