@@ -424,24 +424,40 @@ _COUNT_KEYS = ("discovered", "chunked_documents", "quarantined")
 
 
 def source_totals(store: VectorStore, source: str) -> dict[str, Any]:
-    """The source's state after a run, from the manifest: every document is chunked or quarantined."""
-    manifest = store.manifest(source)
-    chunked = [e for e in manifest.values() if e.status == "chunked"]
-    quarantined = [e for e in manifest.values() if e.status == "quarantined"]
+    """The source's state after a run, from the manifest: every document is chunked or quarantined.
+    Counted in Arrow; only the quarantined documents become Python objects."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    data = store.manifest_table(source, ["document_id", "path", "format", "status", "n_chunks", "reason"])
+    if not data.num_rows:
+        return {
+            "discovered": 0,
+            "chunked_documents": 0,
+            "quarantined": 0,
+            "chunks": 0,
+            "by_format": {},
+            "quarantine": [],
+        }
+    chunked = pc.equal(data["status"], "chunked")
+    formats = pc.fill_null(pc.if_else(pc.equal(data["format"], ""), None, data["format"]), "unknown")
     by_format: dict[str, dict[str, int]] = {}
-    for entry in manifest.values():
-        counts = by_format.setdefault(entry.format or "unknown", dict.fromkeys(_COUNT_KEYS, 0))
-        counts["discovered"] += 1
-        counts["chunked_documents" if entry.status == "chunked" else "quarantined"] += 1
+    groups = pa.table({"format": formats, "chunked": chunked}).group_by(["format", "chunked"])
+    for row in groups.aggregate([("chunked", "count")]).to_pylist():  # one row per (format, status)
+        counts = by_format.setdefault(row["format"], dict.fromkeys(_COUNT_KEYS, 0))
+        counts["discovered"] += row["chunked_count"]
+        counts["chunked_documents" if row["chunked"] else "quarantined"] += row["chunked_count"]
+    quarantined = data.filter(pc.equal(data["status"], "quarantined")).sort_by("document_id")
+    n_chunked = int(pc.sum(chunked.cast("int64")).as_py() or 0)
     return {
-        "discovered": len(manifest),
-        "chunked_documents": len(chunked),
-        "quarantined": len(quarantined),
-        "chunks": sum(e.n_chunks for e in chunked),
+        "discovered": data.num_rows,
+        "chunked_documents": n_chunked,
+        "quarantined": quarantined.num_rows,
+        "chunks": int(pc.sum(pc.if_else(chunked, data["n_chunks"], 0)).as_py() or 0),
         "by_format": dict(sorted(by_format.items())),
         "quarantine": [
-            {"path": e.path, "reason": e.reason, "document_id": e.document_id}
-            for e in sorted(quarantined, key=lambda e: e.document_id)
+            {"path": r["path"], "reason": r["reason"], "document_id": r["document_id"]}
+            for r in quarantined.select(["path", "reason", "document_id"]).to_pylist()
         ],
     }
 

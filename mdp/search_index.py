@@ -731,7 +731,12 @@ def maintain(
         build_base(store, version, config, model_key, log)
         done["base"] = {"version": version, "rebuilt": "after compaction"}
     else:
-        base, _, new, built = open_base(store, version, config, model_key, log=log)
-        if built:
-            done["base"] = {"version": base.version, "rebuilt": True}
+        base = current_base(store, config, model_key)
+        # cheap bound first (the version log's counts): most writes are small and need no row scan
+        small = base is not None and base_is_usable(store, base, model_key)
+        small = small and store.rows_changed_since(base.version) <= config.delta_rebuild_rows  # type: ignore[union-attr]
+        if not small:
+            base, _, _, built = open_base(store, version, config, model_key, log=log)
+            if built:
+                done["base"] = {"version": base.version, "rebuilt": True}
     return done

@@ -370,6 +370,10 @@ class VectorStore:
     def manifest(self, source: str | None = None) -> dict[str, ManifestEntry]:
         return _entries(self._documents_arrow(source))
 
+    def manifest_table(self, source: str | None = None, columns: Sequence[str] | None = None) -> pa.Table:
+        """The manifest (one source's, and only ``columns`` when given) as an Arrow table."""
+        return self._documents_arrow(source, columns)
+
     def manifest_entries(self, document_ids: Iterable[str]) -> dict[str, ManifestEntry]:
         """Manifest entries of these documents only (``document_id IN (...)`` in batches)."""
         table = self._table(DOCUMENTS)
@@ -437,6 +441,16 @@ class VectorStore:
                 )
             )
         return out
+
+    def rows_changed_since(self, version: int) -> int:
+        """Chunks written or deleted by the writes after ``version`` (from the version log: an upper
+        bound on the rows that differ, read without touching the chunks table)."""
+        table = self._table(VERSIONS)
+        if table is None:
+            return 0
+        data = _scan(table, ["chunks_written", "chunks_deleted"], f"version > {int(version)}")
+        written = pc.sum(data["chunks_written"]).as_py() or 0
+        return int(written) + int(pc.sum(data["chunks_deleted"]).as_py() or 0)
 
     def version_log(self) -> pd.DataFrame:
         table = self._table(VERSIONS)
