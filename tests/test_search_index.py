@@ -214,3 +214,25 @@ def test_cache_lookups_are_batched_and_complete(tmp_path: Path) -> None:
     assert len(got) == 2_500 and "missing" not in got
     np.testing.assert_array_equal(got["h2499"], vectors[2499])
     assert store.get_cached("other", hashes[:5]) == {}
+
+
+def test_manifest_digest_in_arrow_equals_the_documented_formula(tmp_path: Path) -> None:
+    import hashlib
+
+    store = VectorStore(str(tmp_path / "store"))
+    names = ["b.txt", "a.txt", "ünï'code.txt", "z/deep.txt"]
+    store.apply(SOURCE, [_doc(n, [f"text of {n}"], _vectors(1, seed=i)) for i, n in enumerate(names)])
+    h = hashlib.sha256()
+    for doc_id, entry in sorted(store.manifest().items()):
+        h.update(f"{doc_id}\t{entry.content_hash}\n".encode())
+    assert store.manifest_digest() == h.hexdigest()
+    assert store.manifest_digest("nowhere") == hashlib.sha256().hexdigest()
+
+
+def test_one_store_handle_per_store_and_mode(tmp_path: Path) -> None:
+    from mdp.config import StoreConfig
+
+    config = StoreConfig(uri=str(tmp_path / "store"))
+    assert VectorStore.shared(config) is VectorStore.shared(config)
+    assert VectorStore.shared(config, read_only=True) is not VectorStore.shared(config)
+    assert VectorStore.shared(StoreConfig(uri=str(tmp_path / "other"))) is not VectorStore.shared(config)

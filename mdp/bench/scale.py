@@ -169,6 +169,7 @@ def role_serve(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
             values.append((time.perf_counter() - s) * 1000)
     serve_rss = _rss_mb()
     out: dict[str, Any] = {
+        "load_avg_1m": round(os.getloadavg()[0], 1),  # the machine is shared: how busy it was
         "open_s": round(open_s, 2),
         "search": info,
         "serve_rss_mb": round(serve_rss),
@@ -279,6 +280,8 @@ def role_ingest(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
     return {
         "ingest_s": round(time.perf_counter() - started, 1),
         "ingest_rss_mb": round(_peak_rss_mb()),
+        # parse workers (forked, reaped): the largest one's peak; they never open the store
+        "parse_worker_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
         "ingest_rss_start_mb": round(rss_start),
         "ingest_documents": report["chunked_documents"],
         "ingest_chunks": report["chunks"],
