@@ -179,7 +179,9 @@ class RetrievalConfig(_Strict):
     ann_refine_factor: int = Field(
         default=5, ge=1, description="ANN candidates per result re-ranked exactly from the stored vectors"
     )
-    ann_ef: int = Field(default=100, ge=1, description="HNSW search breadth (ivf_hnsw_sq)")
+    ann_ef: int = Field(
+        default=400, ge=1, description="HNSW search breadth (ivf_hnsw_sq); at least depth x refine_factor"
+    )
     ann_sub_vectors: int = Field(default=48, ge=1, description="PQ sub-vectors (ivf_pq); must divide the dim")
     delta_rebuild_rows: int = Field(
         default=50_000,

@@ -468,9 +468,11 @@ class VectorStore:
 
     # ------------------------------------------------------------------ embedding cache
     def cache_version(self) -> int:
-        """Version of the embedding cache table (0 while it does not exist)."""
+        """A version of the embedding cache's content: its row count. The cache only grows (rows
+        are added, never changed or removed), so the count moves exactly when vectors are added;
+        the table's own version also moves on index builds and compaction."""
         table = self._table(CACHE)
-        return 0 if table is None else int(table.version)
+        return 0 if table is None else int(table.count_rows())
 
     def _cache_rows(
         self, model_key: str, text_hashes: Sequence[str], columns: list[str]
@@ -709,13 +711,14 @@ class VectorStore:
                     chunks_table.add(data)
                 else:
                     self._check_dim(chunks_table, data)
-                    (
-                        chunks_table.merge_insert("id")
-                        .when_matched_update_all()
-                        .when_not_matched_insert_all()
-                        .when_not_matched_by_source_delete(_in_filter("document_id", with_chunks))
-                        .execute(data)
-                    )
+                    upsert = chunks_table.merge_insert("id").when_matched_update_all()
+                    upsert = upsert.when_not_matched_insert_all()
+                    if old_ids - new_ids:  # some chunks must go in the same commit
+                        # LanceDB evaluates this clause over the whole table (0.5 s at 100k rows)
+                        gone = _in_filter("document_id", with_chunks)
+                        upsert = upsert.when_not_matched_by_source_delete(gone)
+                    # otherwise a plain upsert, joined through the BTREE index on id (0.05 s at 100k)
+                    upsert.execute(data)
             elif chunks_table is not None and old_ids:
                 chunks_table.delete(_in_filter("document_id", with_chunks))
 
