@@ -267,7 +267,8 @@ def role_update(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
         times.append(time.perf_counter() - started)
         if not hits or not hits[0].document_id.endswith("doc3.txt"):
             raise RuntimeError(f"the changed document is not found after the update: {hits}")
-        assert report["embedded"] >= 1
+        if report["chunked_documents"] < LIVE_DOCS:
+            raise RuntimeError(f"the live source lost documents: {report}")
     parse = parse_times[-len(times) :]
     return {
         "update_s": round(float(np.median(times)), 3),
@@ -283,8 +284,10 @@ def role_ingest(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
     """1,000 new documents into the large store, through the pipeline; peak RSS of this process."""
     from mdp.pipeline import run_ingest
 
-    config = _live_config(work, "new_docs")
-    _write_docs(work / "new_docs", 10_000, NEW_DOCS, seed=11)
+    stamp = int(time.time())  # new texts every run: a rerun must embed and write, not find them cached
+    folder = f"new_docs_{stamp}"
+    config = _live_config(work, folder)
+    _write_docs(work / folder, 10_000, NEW_DOCS, seed=stamp)
     rss_start = _rss_mb()
     started = time.perf_counter()
     report = run_ingest(config).as_dict()
