@@ -63,10 +63,10 @@ def _pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 2)
 
 
-def _retrieval(ann: str, mode: str = "auto") -> Any:
+def _retrieval(ann: str, mode: str = "auto", **overrides: Any) -> Any:
     from mdp.config import RetrievalConfig
 
-    return RetrievalConfig(ann_index=ann, vector_search=mode, sentence_share=0.0)  # type: ignore[arg-type]
+    return RetrievalConfig(ann_index=ann, vector_search=mode, sentence_share=0.0, **overrides)  # type: ignore[arg-type]
 
 
 def _bank() -> Any:
@@ -156,7 +156,7 @@ def role_serve(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
     rss_before = _rss_mb()
     t0 = time.perf_counter()
     store = VectorStore(work / "store", read_only=True)
-    retriever = Retriever(store, config=_retrieval(ann, mode))
+    retriever = Retriever(store, config=_retrieval(ann, mode, **opts.get("overrides", {})))
     first = retriever.search_vectors(queries[:1], qv[:1], "hybrid", k=10)[0]
     open_s = time.perf_counter() - t0
     assert first, "no hit for the first query"
