@@ -110,7 +110,10 @@ class _Index:
                 config.bm25_b,
                 config.bm25_method,
             )
-        self.has_sentences = model_key is not None and base.sentence_vectors is not None
+        # the best-sentence list only where real sentence vectors exist (as before the search index)
+        meta = base.sentences_meta(model_key) if model_key is not None else None
+        found = (meta or {}).get("found", 0) + self.delta.sentences_found
+        self.has_sentences = base.sentence_vectors is not None and found > 0
         self.opened_s = time.perf_counter() - started
 
     def __len__(self) -> int:

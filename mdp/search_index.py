@@ -377,6 +377,7 @@ class _SentenceWriter:
         self.tmp = tempfile.NamedTemporaryFile(prefix="mdp-sentences-", suffix=".f32", delete=False)  # noqa: SIM115
         self.counts: list[int] = []
         self.missing = 0
+        self.found = 0  # real sentence vectors (rows without any hold their own vector instead)
         self.rows = 0
 
     def add(self, texts: list[str], chunk_vectors: np.ndarray) -> None:
@@ -385,6 +386,7 @@ class _SentenceWriter:
         for hashes, own in zip(wanted, chunk_vectors, strict=True):
             found = [cached[h] for h in hashes if h in cached]
             self.missing += len(hashes) - len(found)
+            self.found += len(found)
             block = np.stack(found) if found else own[None, :]
             self.tmp.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
             self.counts.append(len(block))
@@ -403,7 +405,12 @@ class _SentenceWriter:
         out.flush()
         del out, raw
         Path(self.tmp.name).unlink()
-        meta = {"model_key": model_key, "missing": self.missing, "cache_version": self.store.cache_version()}
+        meta = {
+            "model_key": model_key,
+            "missing": self.missing,
+            "found": self.found,
+            "cache_version": self.store.cache_version(),
+        }
         (folder / "meta.json").write_text(json.dumps(meta))
 
 
@@ -505,6 +512,7 @@ class Delta:
     sentence_offsets: np.ndarray | None = None
     sentence_vectors: np.ndarray | None = None
     missing_sentences: int = 0
+    sentences_found: int = 0  # real sentence vectors among the delta's rows (upper bound after removals)
 
     @classmethod
     def empty(cls, dim: int, with_sentences: bool) -> Delta:
@@ -560,6 +568,7 @@ def read_delta(
     new_vectors = np.zeros((len(fresh), dim), dtype=np.float32)
     sentence_blocks: list[np.ndarray] = []
     missing = 0
+    found_total = previous.sentences_found
     if len(fresh):
         got: dict[int, tuple[str, np.ndarray]] = {}
         for start in range(0, len(fresh), 5_000):
@@ -586,6 +595,7 @@ def read_delta(
             for hashes, own in zip(wanted_hashes, new_vectors, strict=True):
                 found = [cached[h] for h in hashes if h in cached]
                 missing += len(hashes) - len(found)
+                found_total += len(found)
                 sentence_blocks.append(np.stack(found) if found else own[None, :])
     fresh_flat, fresh_offsets = _flatten(new_rows)
     rowids = np.concatenate([previous.rowids[keep], fresh])
@@ -602,7 +612,9 @@ def read_delta(
         blocks = [keep_s, *sentence_blocks]
         s_vectors = np.ascontiguousarray(np.concatenate(blocks), dtype=np.float32) if blocks else keep_s
     order = np.argsort(rowids, kind="stable")
-    delta = Delta(rowids, token_flat, token_offsets, vectors, extra, s_offsets, s_vectors, missing)
+    delta = Delta(
+        rowids, token_flat, token_offsets, vectors, extra, s_offsets, s_vectors, missing, found_total
+    )
     if not np.array_equal(order, np.arange(len(order))):
         delta = _reorder(delta, order)
     return delta
@@ -622,6 +634,7 @@ def _reorder(delta: Delta, order: np.ndarray) -> Delta:
         s_offsets,
         s_vectors,
         delta.missing_sentences,
+        delta.sentences_found,
     )
 
 
