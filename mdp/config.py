@@ -187,6 +187,30 @@ class RetrievalConfig(_Strict):
     refresh_interval_s: float = Field(
         default=1.0, ge=0, description="How often a search on the latest version checks for a new one"
     )
+    vector_search: Literal["auto", "exact", "approximate"] = Field(
+        default="auto",
+        description='"auto": exact up to approximate_above chunks, LanceDB\'s ANN index above; or force one',
+    )
+    approximate_above: int = Field(
+        default=250_000, ge=0, description="Chunks above which auto vector search uses the ANN index"
+    )
+    ann_index: Literal["ivf_pq", "ivf_hnsw_sq"] = Field(
+        default="ivf_hnsw_sq", description="LanceDB ANN index type (docs/retrieval.md compares both)"
+    )
+    ann_nprobes: int = Field(default=20, ge=1, description="IVF partitions probed per query")
+    ann_refine_factor: int = Field(
+        default=5, ge=1, description="ANN candidates per result re-ranked exactly from the stored vectors"
+    )
+    ann_ef: int = Field(
+        default=400, ge=1, description="HNSW search breadth (ivf_hnsw_sq); at least depth x refine_factor"
+    )
+    ann_sub_vectors: int = Field(default=48, ge=1, description="PQ sub-vectors (ivf_pq); must divide the dim")
+    delta_rebuild_rows: int = Field(
+        default=50_000,
+        ge=0,
+        description="Rows changed since the search index's base above which it is rebuilt "
+        "(mdp/search_index.py)",
+    )
 
 
 class MdpConfig(_Strict):

@@ -347,15 +347,22 @@ def embed_stage(
 
 
 # ----------------------------------------------------------------- vector_index
-def index_stage(store: VectorStore, plan: DiscoveryPlan, batch: EmbeddedBatch, run_id: str) -> ApplyResult:
-    """Apply the source's changes to the store in one commit per table."""
+def index_stage(
+    store: VectorStore,
+    plan: DiscoveryPlan,
+    batch: EmbeddedBatch,
+    run_id: str,
+    config: MdpConfig | None = None,
+) -> ApplyResult:
+    """Apply the source's changes to the store in one commit per table; with ``config``, keep the
+    search structures in step (ANN index, BM25 base, scalar indexes: mdp/search_index.py)."""
     produced = {doc.id for doc, _, _ in batch.documents} | {
         rec.document_id for _, rec, _ in batch.quarantine if rec.document_id
     }
     vanished_in_changed_files = [
         doc_id for ids in plan.stale_document_ids.values() for doc_id in ids if doc_id not in produced
     ]
-    return store.apply(
+    result = store.apply(
         plan.source,
         upserts=batch.documents,
         quarantined=batch.quarantine,
@@ -365,6 +372,20 @@ def index_stage(store: VectorStore, plan: DiscoveryPlan, batch: EmbeddedBatch, r
         model_id=batch.model_id,
         model_version=batch.model_version,
     )
+    if config is not None:
+        search_upkeep(store, config, f"{batch.model_id}@{batch.model_version}")
+    return result
+
+
+def search_upkeep(
+    store: VectorStore, config: MdpConfig, model_key: str | None, compacted: bool = False
+) -> dict[str, Any]:
+    """Bring the search structures up to date after a write or a compaction."""
+    from mdp.retrieval import retrieval_config
+    from mdp.search_index import maintain
+
+    search = retrieval_config(config)
+    return maintain(store, search, model_key if search.sentence_share > 0 else None, compacted=compacted)
 
 
 # ------------------------------------------------------------------- reporting
@@ -392,24 +413,40 @@ _COUNT_KEYS = ("discovered", "chunked_documents", "quarantined")
 
 
 def source_totals(store: VectorStore, source: str) -> dict[str, Any]:
-    """The source's state after a run, from the manifest: every document is chunked or quarantined."""
-    manifest = store.manifest(source)
-    chunked = [e for e in manifest.values() if e.status == "chunked"]
-    quarantined = [e for e in manifest.values() if e.status == "quarantined"]
+    """The source's state after a run, from the manifest: every document is chunked or quarantined.
+    Counted in Arrow; only the quarantined documents become Python objects."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    data = store.manifest_table(source, ["document_id", "path", "format", "status", "n_chunks", "reason"])
+    if not data.num_rows:
+        return {
+            "discovered": 0,
+            "chunked_documents": 0,
+            "quarantined": 0,
+            "chunks": 0,
+            "by_format": {},
+            "quarantine": [],
+        }
+    chunked = pc.equal(data["status"], "chunked")
+    formats = pc.fill_null(pc.if_else(pc.equal(data["format"], ""), None, data["format"]), "unknown")
     by_format: dict[str, dict[str, int]] = {}
-    for entry in manifest.values():
-        counts = by_format.setdefault(entry.format or "unknown", dict.fromkeys(_COUNT_KEYS, 0))
-        counts["discovered"] += 1
-        counts["chunked_documents" if entry.status == "chunked" else "quarantined"] += 1
+    groups = pa.table({"format": formats, "chunked": chunked}).group_by(["format", "chunked"])
+    for row in groups.aggregate([("chunked", "count")]).to_pylist():  # one row per (format, status)
+        counts = by_format.setdefault(row["format"], dict.fromkeys(_COUNT_KEYS, 0))
+        counts["discovered"] += row["chunked_count"]
+        counts["chunked_documents" if row["chunked"] else "quarantined"] += row["chunked_count"]
+    quarantined = data.filter(pc.equal(data["status"], "quarantined")).sort_by("document_id")
+    n_chunked = int(pc.sum(chunked.cast("int64")).as_py() or 0)
     return {
-        "discovered": len(manifest),
-        "chunked_documents": len(chunked),
-        "quarantined": len(quarantined),
-        "chunks": sum(e.n_chunks for e in chunked),
+        "discovered": data.num_rows,
+        "chunked_documents": n_chunked,
+        "quarantined": quarantined.num_rows,
+        "chunks": int(pc.sum(pc.if_else(chunked, data["n_chunks"], 0)).as_py() or 0),
         "by_format": dict(sorted(by_format.items())),
         "quarantine": [
-            {"path": e.path, "reason": e.reason, "document_id": e.document_id}
-            for e in sorted(quarantined, key=lambda e: e.document_id)
+            {"path": r["path"], "reason": r["reason"], "document_id": r["document_id"]}
+            for r in quarantined.select(["path", "reason", "document_id"]).to_pylist()
         ],
     }
 
@@ -476,7 +513,7 @@ def ingest_source(
     embedded = embed_stage(
         validated, encoder, store, progress=progress, sentence_vectors=config.embeds_sentences()
     )
-    result = index_stage(store, plan, embedded, run_id)
+    result = index_stage(store, plan, embedded, run_id, config)
     totals = source_totals(store, source.name)
     return SourceReport(
         source=source.name,

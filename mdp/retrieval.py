@@ -18,7 +18,6 @@ Defaults and how they were chosen (label-free, not tuned on SciFact's test queri
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -27,19 +26,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-import bm25s
 import numpy as np
-import Stemmer
-from bm25s.stopwords import STOPWORDS_EN
 
+from mdp import search_index
 from mdp.config import MdpConfig, RetrievalConfig
-from mdp.schemas import text_hash
-from mdp.sentences import chunk_sentences
+from mdp.search_index import Analyzer
 from mdp.store import VectorStore
 
 Strategy = Literal["vector", "bm25", "hybrid", "hybrid_rrf", "hybrid_weighted"]
 STRATEGIES: tuple[str, ...] = ("vector", "bm25", "hybrid", "hybrid_rrf", "hybrid_weighted")
-_TOKEN = re.compile(r"(?u)\b\w\w+\b")
+HIT_COLUMNS = ("id", "document_id", "external_id", "path", "text")
 
 
 class Encoder(Protocol):
@@ -64,144 +60,201 @@ class Hit:
     score: float
 
 
-class Analyzer:
-    """Lower-case word tokens (2+ characters), stop words removed, Snowball-stemmed."""
-
-    def __init__(self, stemmer: str | None = "english", stopwords: bool = True):
-        self._stemmer = Stemmer.Stemmer(stemmer) if stemmer else None
-        self._stop = frozenset(STOPWORDS_EN) if stopwords else frozenset()
-
-    def __call__(self, text: str) -> list[str]:
-        tokens = [t for t in _TOKEN.findall(text.lower()) if t not in self._stop]
-        return self._stemmer.stemWords(tokens) if self._stemmer is not None else tokens
-
-    def to_ids(self, texts: Sequence[str], vocab: dict[str, int]) -> list[list[int]]:
-        """Token ids of many texts, growing ``vocab``; each distinct word is stemmed once."""
-        seen: dict[str, int] = {}  # word -> term id, -1 for a stop word
-        out = []
-        for text in texts:
-            row = []
-            for word in _TOKEN.findall(text.lower()):
-                tid = seen.get(word)
-                if tid is None:
-                    if word in self._stop:
-                        tid = -1
-                    else:
-                        term = self._stemmer.stemWord(word) if self._stemmer is not None else word
-                        tid = vocab.setdefault(term, len(vocab))
-                    seen[word] = tid
-                if tid >= 0:
-                    row.append(tid)
-            out.append(row)
-        return out
-
-
 class _Index:
-    """One store version in memory."""
+    """One store version, ready to search: a base on disk (memory-mapped) and the delta of rows
+    written since it was built (mdp/search_index.py). Memory holds the delta, a mask over the
+    base, and whatever pages of the base the queries touch; texts stay in the store and only the
+    hits' rows are read."""
 
     def __init__(
-        self, store: VectorStore, version: int, config: RetrievalConfig, model_key: str | None = None
+        self,
+        store: VectorStore,
+        version: int,
+        config: RetrievalConfig,
+        model_key: str | None = None,
+        previous: _Index | None = None,
     ):
-        columns = ["id", "document_id", "external_id", "path", "text", "vector"]
-        data = store.chunks_arrow(version, columns) if version else None
         self.version = version
+        self.config = config
         self.analyzer = Analyzer(config.stemmer, config.stopwords)
-        if data is None or data.num_rows == 0:
-            self.ids: list[str] = []
-            self.document_ids: list[str] = []
-            self.external_ids: list[str] = []
-            self.paths: list[str] = []
-            self.texts: list[str] = []
-            self.matrix = np.zeros((0, 1), dtype=np.float32)
-            self.bm25: bm25s.BM25 | None = None
-            self.vocab: dict[str, int] = {}
-            self._no_sentences()
+        self.model_key = model_key
+        self.cache_version = 0
+        self.rows = store.count_chunks(version) if version else 0
+        self.mode = search_index.vector_mode(config, self.rows)
+        self.opened_s = 0.0
+        self.documents = store.count_documents() if self.rows else 0
+        if not self.rows:
+            self.base: search_index.Base | None = None
+            self.table = None
             return
-        self.ids = data["id"].to_pylist()
-        self.document_ids = data["document_id"].to_pylist()
-        self.external_ids = data["external_id"].to_pylist()
-        self.paths = data["path"].to_pylist()
-        self.texts = data["text"].to_pylist()
-        vectors = data["vector"].combine_chunks()
-        dim = vectors.type.list_size
-        flat = vectors.flatten().to_numpy(zero_copy_only=False)
-        self.matrix = np.ascontiguousarray(flat.reshape(len(self.ids), dim), dtype=np.float32)
-        self.vocab = {}
-        corpus_ids = self.analyzer.to_ids(self.texts, self.vocab)
-        self.bm25 = bm25s.BM25(k1=config.bm25_k1, b=config.bm25_b, method=config.bm25_method)
-        if not self.vocab:
-            self.vocab[""] = 0
-        self.bm25.index(bm25s.tokenization.Tokenized(ids=corpus_ids, vocab=self.vocab), show_progress=False)
-        if model_key and config.sentence_share > 0:
-            self._load_sentences(store, model_key)
-        else:
-            self._no_sentences()
-
-    def _no_sentences(self) -> None:
-        self.sentence_matrix = np.zeros((0, max(1, self.matrix.shape[1])), dtype=np.float32)
-        self.sentence_offsets = np.zeros(len(self.ids) + 1, dtype=np.int64)
-        self.sentence_rows = np.zeros(0, dtype=np.int64)
-
-    def all_best_sentence_scores(self, query: np.ndarray, chunk_scores: np.ndarray) -> np.ndarray:
-        """Every chunk's best sentence score (exact); chunks without sentences keep their own score."""
-        out = chunk_scores.astype(np.float32, copy=True)
-        if len(self.sentence_rows):
-            scores = _matvec(self.sentence_matrix, query)
-            out[self.sentence_rows] = np.maximum.reduceat(scores, self.sentence_offsets[self.sentence_rows])
-        return out
-
-    def _load_sentences(self, store: VectorStore, model_key: str) -> None:
-        """Each chunk's sentence vectors from the embedding cache (CSR layout: chunk i owns rows
-        ``sentence_offsets[i]:sentence_offsets[i+1]``); a chunk without any keeps its own vector."""
-        rows: list[np.ndarray] = []
-        offsets = np.zeros(len(self.ids) + 1, dtype=np.int64)
-        wanted = [[text_hash(s) for s in chunk_sentences(text)] for text in self.texts]
-        cached = store.get_cached(model_key, {h for hashes in wanted for h in hashes})
-        for i, hashes in enumerate(wanted):
-            found = [cached[h] for h in hashes if h in cached]
-            rows += found
-            offsets[i + 1] = offsets[i] + len(found)
-        self.sentence_offsets = offsets
-        self.sentence_rows = np.flatnonzero(offsets[1:] > offsets[:-1])  # chunks that have sentences
-        dim = self.matrix.shape[1]
-        self.sentence_matrix = (
-            np.ascontiguousarray(np.stack(rows), dtype=np.float32) if rows else np.zeros((0, dim), np.float32)
-        )
-
-    @property
-    def has_sentences(self) -> bool:
-        return len(self.sentence_matrix) > 0
-
-    def best_sentence_scores(
-        self, rows: np.ndarray, query: np.ndarray, chunk_scores: np.ndarray
-    ) -> np.ndarray:
-        """For the chunks ``rows``: the best dot product of ``query`` with one of their sentences,
-        or the chunk's own score when it has no sentence vectors."""
-        starts, ends = self.sentence_offsets[rows], self.sentence_offsets[rows + 1]
-        out = chunk_scores[rows].astype(np.float32, copy=True)
-        has = ends > starts
-        if not has.any():
-            return out
-        lengths = (ends - starts)[has]
-        bounds = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        # the sentence rows of every candidate, one run after another
-        picked = np.repeat(starts[has] - bounds, lengths) + np.arange(int(lengths.sum()))
-        scores = _matvec(self.sentence_matrix[picked], query)
-        out[has] = np.maximum.reduceat(scores, bounds)
-        return out
+        started = time.perf_counter()
+        self.table = store.checkout(version)
+        previous_base = previous.base if previous is not None and previous.model_key == model_key else None
+        base, live, new, _ = search_index.open_base(store, version, config, model_key, previous_base)
+        self.base = base
+        prior = previous.delta if previous is not None and previous.base is base else None
+        self.delta = search_index.read_delta(self.table, new, prior, base, self.analyzer, store, model_key)
+        self.live = live
+        self.weight_mask = live.astype(np.float32)
+        self.n_base = len(base)
+        self.keys = np.concatenate([np.asarray(base.rowids), self.delta.rowids])
+        self.delta_bm25 = None
+        if len(self.delta):
+            self.delta_bm25 = search_index.DeltaBM25(
+                self.delta.rows(),
+                len(base.vocab) + len(self.delta.extra_vocab),
+                base.doc_freqs,
+                base.bm25.scores["num_docs"],
+                base.meta["avg_len"],
+                config.bm25_k1,
+                config.bm25_b,
+                config.bm25_method,
+            )
+        # the best-sentence list only where real sentence vectors exist (as before the search index)
+        meta = base.sentences_meta(model_key) if model_key is not None else None
+        found = (meta or {}).get("found", 0) + self.delta.sentences_found
+        self.has_sentences = base.sentence_vectors is not None and found > 0
+        self.opened_s = time.perf_counter() - started
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return 0 if self.base is None else int(self.live.sum()) + len(self.delta)
 
-    def query_token_ids(self, text: str) -> list[int]:
-        return [self.vocab[t] for t in self.analyzer(text) if t in self.vocab]
+    def describe(self) -> dict[str, Any]:
+        """How this version is searched (recorded in metadata)."""
+        if self.base is None:
+            return {"rows": 0, "vector_search": self.mode}
+        return {
+            "rows": len(self),
+            "vector_search": self.mode,
+            "ann_index": self.config.ann_index if self.mode == "approximate" else None,
+            "base_version": self.base.version,
+            "delta_rows": len(self.delta),
+            "masked_rows": int(self.n_base - self.live.sum()),
+            "sentence_vectors": self.has_sentences,
+            "open_s": round(self.opened_s, 3),
+        }
+
+    # ------------------------------------------------------------------ positions and rows
+    def positions(self, rowids: np.ndarray) -> np.ndarray:
+        """Positions (base rows, then delta rows) of row ids; -1 for ids this version lacks."""
+        out = np.full(len(rowids), -1, dtype=np.int64)
+        for lo, keys in ((0, np.asarray(self.base.rowids)), (self.n_base, self.delta.rowids)):  # type: ignore[union-attr]
+            if not len(keys):
+                continue
+            pos = np.searchsorted(keys, rowids)
+            found = (pos < len(keys)) & (keys[np.minimum(pos, len(keys) - 1)] == rowids)
+            out[found] = lo + pos[found]
+        return out
+
+    def fetch(self, positions: Sequence[int], columns: Sequence[str]) -> dict[int, dict[str, Any]]:
+        """``columns`` of the rows at these positions, read from the store."""
+        wanted = sorted(set(int(p) for p in positions))
+        if not wanted or self.table is None:
+            return {}
+        rowids = [int(self.keys[p]) for p in wanted]
+        by_rowid: dict[int, dict[str, Any]] = {}
+        for start in range(0, len(rowids), 5_000):
+            data = self.table.take_row_ids(rowids[start : start + 5_000]).with_row_id()
+            for row in data.select(list(columns)).to_arrow().to_pylist():
+                by_rowid[int(row.pop("_rowid"))] = row
+        return {p: by_rowid[r] for p, r in zip(wanted, rowids, strict=True) if r in by_rowid}
+
+    # ------------------------------------------------------------------ scores
+    def query_token_ids(self, text: str) -> tuple[list[int], list[int]]:
+        """Query term ids in the base's vocabulary, and in the base's plus the delta's."""
+        vocab = self.base.vocab if self.base is not None else {}
+        extra = self.delta.extra_vocab if self.base is not None else {}
+        terms = self.analyzer(text)
+        return [vocab[t] for t in terms if t in vocab], [
+            vocab[t] if t in vocab else extra[t] for t in terms if t in vocab or t in extra
+        ]
 
     def bm25_scores(self, text: str) -> np.ndarray:
-        """BM25 of every chunk for ``text`` (a query term that occurs twice counts twice)."""
-        ids = self.query_token_ids(text)
-        if self.bm25 is None or not ids:
-            return np.zeros(len(self.ids), dtype=np.float32)
-        return np.asarray(self.bm25.get_scores(ids), dtype=np.float32)
+        """BM25 of every row for ``text`` (a query term that occurs twice counts twice)."""
+        if self.base is None:
+            return np.zeros(0, dtype=np.float32)
+        base_ids, all_ids = self.query_token_ids(text)
+        if base_ids:
+            base = np.asarray(self.base.bm25.get_scores(base_ids, weight_mask=self.weight_mask), np.float32)
+        else:
+            base = np.zeros(self.n_base, dtype=np.float32)
+        if self.delta_bm25 is None:
+            return base
+        return np.concatenate([base, self.delta_bm25.scores(all_ids)])
+
+    def exact_vector_scores(self, vectors: np.ndarray) -> np.ndarray:
+        """(queries, rows) dot products; masked base rows score -inf."""
+        assert self.base is not None
+        if vectors.shape[1] != self.base.vectors.shape[1]:
+            raise ValueError(
+                f"query vectors have dimension {vectors.shape[1]} but the index holds "
+                f"{self.base.vectors.shape[1]}: use the model that built the store"
+            )
+        base = _dot(self.base.vectors, vectors)
+        base[:, ~self.live] = -np.inf
+        return np.concatenate([base, vectors @ self.delta.vectors.T], axis=1) if len(self.delta) else base
+
+    def approximate_vector_top(
+        self, vector: np.ndarray, depth: int, cfg: RetrievalConfig
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``depth`` rows from LanceDB's ANN index, re-ranked exactly from the stored vectors."""
+        query = (
+            self.table.search(vector.astype(np.float32), vector_column_name="vector")  # type: ignore[union-attr]
+            .distance_type("dot")
+            .nprobes(cfg.ann_nprobes)
+            .refine_factor(cfg.ann_refine_factor)
+            .limit(depth)
+            .with_row_id(True)
+            .select(["_distance"])
+        )
+        if cfg.ann_index == "ivf_hnsw_sq":  # LanceDB wants ef >= the candidates it returns
+            query = query.ef(max(cfg.ann_ef, depth * cfg.ann_refine_factor))
+        data = query.to_arrow()
+        positions = self.positions(data["_rowid"].to_numpy())
+        scores = 1.0 - data["_distance"].to_numpy().astype(np.float32)
+        keep = positions >= 0
+        positions, scores = positions[keep], scores[keep]
+        order = np.lexsort((positions, -scores))
+        return positions[order], scores[order]
+
+    def _sentence_source(self) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        assert self.base is not None
+        parts = [(0, self.base.sentence_offsets, self.base.sentence_vectors)]
+        if len(self.delta):
+            parts.append((self.n_base, self.delta.sentence_offsets, self.delta.sentence_vectors))
+        return parts  # type: ignore[return-value]
+
+    @property
+    def sentence_count(self) -> int:
+        return sum(len(v) for _, _, v in self._sentence_source()) if self.has_sentences else 0
+
+    def all_best_sentence_scores(self, query: np.ndarray) -> np.ndarray:
+        """Every row's best sentence score (exact; a row without sentence vectors holds its own)."""
+        out = []
+        for lo, offsets, vectors in self._sentence_source():
+            scores = _matvec(vectors, query)
+            best = np.maximum.reduceat(scores, np.asarray(offsets[:-1])) if len(scores) else scores
+            if lo == 0:
+                best = np.where(self.live, best, -np.inf)
+            out.append(best.astype(np.float32))
+        return np.concatenate(out)
+
+    def best_sentence_scores(self, positions: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """For the rows at ``positions``: the best dot product of ``query`` with one of their sentences."""
+        out = np.zeros(len(positions), dtype=np.float32)
+        for lo, offsets, vectors in self._sentence_source():
+            hi = lo + len(offsets) - 1
+            mine = np.flatnonzero((positions >= lo) & (positions < hi))
+            if not len(mine):
+                continue
+            local = positions[mine] - lo
+            starts, ends = np.asarray(offsets[local]), np.asarray(offsets[local + 1])
+            lengths = ends - starts
+            bounds = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            picked = np.repeat(starts - bounds, lengths) + np.arange(int(lengths.sum()))
+            scores = _matvec(np.asarray(vectors[picked]), query)
+            out[mine] = np.maximum.reduceat(scores, bounds)
+        return out
 
 
 def _top(scores: np.ndarray, k: int, positive_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +269,12 @@ def _top(scores: np.ndarray, k: int, positive_only: bool = False) -> tuple[np.nd
     part = np.argpartition(scores, n - k)[n - k :] if k < n else np.arange(n)
     order = part[np.lexsort((part, -scores[part]))]
     return order, scores[order]
+
+
+def _finite(ranked: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Drop rows that scored -inf (masked: deleted or replaced since the base was built)."""
+    keep = np.isfinite(ranked[1])
+    return (ranked[0][keep], ranked[1][keep]) if not keep.all() else ranked
 
 
 def rrf_fuse(lists: Sequence[tuple[np.ndarray, np.ndarray]], rrf_k: float) -> dict[int, float]:
@@ -293,25 +352,30 @@ _CACHE_SIZE = 2
 
 
 def _load_index(
-    store: VectorStore, version: int, config: RetrievalConfig, model_key: str | None = None
+    store: VectorStore,
+    version: int,
+    config: RetrievalConfig,
+    model_key: str | None = None,
+    previous: _Index | None = None,
 ) -> _Index:
     model_key = model_key if config.sentence_share > 0 else None
+    # sentence vectors come from the embedding cache: a backfill changes them without a new version
+    cache_version = store.cache_version() if model_key else 0
     key = (
         store.uri,
         version,
         model_key,
-        config.bm25_k1,
-        config.bm25_b,
-        config.bm25_method,
-        config.stemmer,
-        config.stopwords,
+        cache_version,
+        search_index.analyzer_key(config),
+        config.delta_rebuild_rows,
     )
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is not None:
             _CACHE.move_to_end(key)
             return hit
-    index = _Index(store, version, config, model_key)
+    index = _Index(store, version, config, model_key, previous)
+    index.cache_version = cache_version
     with _CACHE_LOCK:
         _CACHE[key] = index
         while len(_CACHE) > _CACHE_SIZE:
@@ -363,12 +427,23 @@ class Retriever:
             return self._index
         version = self.pinned_version if self.pinned_version is not None else self.store.version()
         self._checked = now
-        if self._index is None or self._index.version != version:
-            self._index = _load_index(self.store, version, self.config, self._model_key())
+        model_key = self._model_key() if self.config.sentence_share > 0 else None
+        cache_version = self.store.cache_version() if model_key else 0
+        index = self._index
+        if index is None or index.version != version or index.cache_version != cache_version:
+            self._index = _load_index(self.store, version, self.config, model_key, previous=index)
         return self._index
 
     def __len__(self) -> int:
         return len(self._current())
+
+    def describe(self) -> dict[str, Any]:
+        """How the current version is searched: exact or approximate vectors, base and delta sizes."""
+        index = self._current()
+        info = index.describe()
+        info["vector_search"] = search_index.vector_mode(self.config, index.rows)
+        info["ann_index"] = self.config.ann_index if info["vector_search"] == "approximate" else None
+        return info
 
     def _model_key(self) -> str | None:
         """The embedding-cache key of the encoder's vectors, where sentence vectors are found."""
@@ -387,22 +462,22 @@ class Retriever:
         vectors = np.asarray(encode(queries), dtype=np.float32)
         return vectors.reshape(len(queries), -1)
 
-    def _vector_scores(self, index: _Index, vectors: np.ndarray) -> np.ndarray:
-        """Dot products of every query with every chunk, shape (queries, chunks)."""
-        if len(index) == 0:
-            return np.zeros((len(vectors), 0), dtype=np.float32)
-        if vectors.shape[1] != index.matrix.shape[1]:
-            raise ValueError(
-                f"query vectors have dimension {vectors.shape[1]} but the index holds "
-                f"{index.matrix.shape[1]}: use the model that built the store"
-            )
-        return _dot(index.matrix, vectors)
+    def _vector_lists(
+        self, index: _Index, vectors: np.ndarray, depth: int
+    ) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray | None]:
+        """Each query's top ``depth`` rows by vector, and the exact score matrix when it was computed."""
+        if search_index.vector_mode(self.config, index.rows) == "approximate":
+            return [index.approximate_vector_top(v, depth, self.config) for v in vectors], None
+        scores = index.exact_vector_scores(vectors)
+        return [_finite(_top(row, depth)) for row in scores], scores
 
     def _ranked(
         self, index: _Index, strategy: str, queries: list[str], vectors: np.ndarray | None, k: int
     ) -> list[list[tuple[int, float]]]:
         cfg = self.config
         _check_strategy(strategy)
+        if len(index) == 0:
+            return [[] for _ in queries]
         if strategy == "bm25":
             out = []
             for q in queries:
@@ -411,27 +486,25 @@ class Retriever:
             return out
         if vectors is None:
             raise ValueError(f"strategy {strategy!r} needs query vectors")
-        vector_scores = self._vector_scores(index, vectors)
         if strategy == "vector":
-            return [list(zip(*(a.tolist() for a in _top(row, k)), strict=True)) for row in vector_scores]
+            lists, _ = self._vector_lists(index, vectors, k)
+            return [list(zip(*(a.tolist() for a in lst), strict=True)) for lst in lists]
         depth = max(cfg.candidate_depth, k)
         method = cfg.fusion if strategy == "hybrid" else strategy.removeprefix("hybrid_")
+        vec_lists, _ = self._vector_lists(index, vectors, depth)
         out = []
         share = cfg.sentence_share if index.has_sentences else 0.0
-        for q, vec_row, q_vec in zip(queries, vector_scores, vectors, strict=True):
-            bm_row = index.bm25_scores(q)
-            vec_list = _top(vec_row, depth)
-            bm_list = _top(bm_row, depth, positive_only=True)
+        exhaustive = share and index.sentence_count <= cfg.sentence_exact_limit
+        for q, vec_list, q_vec in zip(queries, vec_lists, vectors, strict=True):
+            bm_list = _top(index.bm25_scores(q), depth, positive_only=True)
             lists = [vec_list, bm_list]
             weights = [cfg.vector_weight, cfg.bm25_weight]
             if share:
-                if len(index.sentence_matrix) <= cfg.sentence_exact_limit:
-                    # each chunk's best sentence, searched exactly like the other lists
-                    sentence_row = index.all_best_sentence_scores(q_vec, vec_row)
-                    lists.append(_top(sentence_row, depth))
+                if exhaustive:  # each row's best sentence, searched exactly like the other lists
+                    lists.append(_finite(_top(index.all_best_sentence_scores(q_vec), depth)))
                 else:  # large index: score the best sentence of the other lists' candidates only
                     candidates = np.union1d(vec_list[0], bm_list[0])
-                    scores = index.best_sentence_scores(candidates, q_vec, vec_row)
+                    scores = index.best_sentence_scores(candidates, q_vec)
                     order = np.lexsort((candidates, -scores))  # best first, like _top
                     lists.append((candidates[order], scores[order]))
                 weights = [cfg.vector_weight * (1 - share), cfg.bm25_weight, cfg.vector_weight * share]
@@ -440,16 +513,18 @@ class Retriever:
         return out
 
     def _hits(self, index: _Index, ranked: list[tuple[int, float]]) -> list[Hit]:
+        rows = index.fetch([i for i, _ in ranked], HIT_COLUMNS)
         return [
             Hit(
-                chunk_id=index.ids[i],
-                document_id=index.document_ids[i],
-                external_id=index.external_ids[i],
-                path=index.paths[i],
-                text=index.texts[i],
+                chunk_id=rows[i]["id"],
+                document_id=rows[i]["document_id"],
+                external_id=rows[i]["external_id"],
+                path=rows[i]["path"],
+                text=rows[i]["text"],
                 score=float(s),
             )
             for i, s in ranked
+            if i in rows
         ]
 
     def search(self, query: str, strategy: Strategy | str = "hybrid", k: int = 10) -> list[Hit]:
@@ -492,13 +567,15 @@ class Retriever:
             vectors = self.encode_queries(texts)
         if vectors is not None:
             vectors = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
-        chunks_per_doc = max(1.0, len(index) / max(1, len(set(index.document_ids)))) if len(index) else 1.0
+        chunks_per_doc = max(1.0, len(index) / max(1, index.documents)) if len(index) else 1.0
         depth = int(k * min(4.0, chunks_per_doc)) + 1 if chunks_per_doc > 1 else k
+        ranked_all = self._ranked(index, strategy, texts, vectors, depth)
+        rows = index.fetch([i for ranked in ranked_all for i, _ in ranked], ["external_id"])
         run: dict[str, dict[str, float]] = {}
-        for qid, ranked in zip(qids, self._ranked(index, strategy, texts, vectors, depth), strict=True):
+        for qid, ranked in zip(qids, ranked_all, strict=True):
             docs: dict[str, float] = {}
             for i, score in ranked:
-                ext = index.external_ids[i]
+                ext = rows[i]["external_id"]
                 if ext not in docs or score > docs[ext]:
                     docs[ext] = float(score)
             run[qid] = dict(sorted(docs.items(), key=lambda item: -item[1])[:k])

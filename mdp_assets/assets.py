@@ -25,7 +25,9 @@ from mdp.pipeline import (
     source_totals,
     validate_stage,
 )
+from mdp.retrieval import retrieval_config
 from mdp.schemas import Chunk
+from mdp.search_index import vector_index_info, vector_mode
 from mdp_assets.views import eval_history, plot_history, version_history_md
 from mdp_resources import SOURCES_PARTITIONS, MdpSettings, MLXEncoderResource, VectorStoreResource
 from mdp_resources.language_models import QueryGeneratorResource
@@ -224,8 +226,9 @@ def vector_index(
     raw_documents: DiscoveryPlan,
     embeddings: EmbeddedBatch,
 ) -> dg.MaterializeResult:
+    config = settings.load()
     db = store.open()
-    result = index_stage(db, raw_documents, embeddings, context.run.run_id)
+    result = index_stage(db, raw_documents, embeddings, context.run.run_id, config)
     totals = source_totals(db, context.partition_key)
     digest = db.manifest_digest(context.partition_key)
     data_version = json.dumps(
@@ -252,6 +255,8 @@ def vector_index(
             "store_uri": store.store_config().uri,
             "quarantine": dg.MetadataValue.md(_quarantine_preview(totals["quarantine"])),
             "store_size_mb": round(db.size_bytes() / 1e6, 2),
+            "vector_search": vector_mode(retrieval_config(config), db.count_chunks()),
+            "vector_index": dg.MetadataValue.json(vector_index_info(db) or {}),
             "version_history": dg.MetadataValue.md(version_history_md(db.versions())),
         },
     )

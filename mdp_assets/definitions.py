@@ -8,6 +8,8 @@ import json
 
 import dagster as dg
 
+from mdp.pipeline import search_upkeep
+from mdp.search_index import sentence_model_key
 from mdp.watch import source_fingerprint
 from mdp_assets.assets import (
     embeddings,
@@ -47,6 +49,9 @@ def compact_store(context: dg.OpExecutionContext, settings: MdpSettings, store: 
     before = len(db.versions())
     kept = db.optimize(retention_days=config.store.retention_days)
     context.log.info(f"compacted {config.store.uri}: {before} chunk versions before, kept {kept}")
+    # compaction moved rows: the search index's base is rebuilt, the ANN index was folded in
+    upkeep = search_upkeep(db, config, sentence_model_key(db), compacted=True)
+    context.log.info(f"search index after compaction: {upkeep}")
 
 
 @dg.job(description="Nightly upkeep of the vector store: compaction and version cleanup.")

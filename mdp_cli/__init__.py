@@ -300,7 +300,12 @@ def quarantine(store: StoreOpt = None, config_file: ConfigOpt = None, as_json: J
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller, faster runs")] = False,
     only: Annotated[
-        list[str] | None, typer.Option("--only", help="Sections: embed ingest query incremental")
+        list[str] | None,
+        typer.Option("--only", help="Sections: embed ingest query incremental scale (scale only when named)"),
+    ] = None,
+    chunks: Annotated[
+        int | None,
+        typer.Option("--chunks", help="Chunks for the scale section (default 1M; 100k with --quick)"),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -308,7 +313,7 @@ def bench(
     from mdp.bench import run_benchmarks
     from mdp.bench.report import write_results_md
 
-    results = run_benchmarks(only, quick=quick, log=_err)
+    results = run_benchmarks(only, quick=quick, log=_err, chunks=chunks)
     path = write_results_md()
     _emit(results, as_json, json.dumps(results, indent=2, default=str) + f"\nwritten: {path}")
 

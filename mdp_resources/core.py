@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
 _LOCK = threading.Lock()
 _ENCODERS: dict[str, SentenceEncoder] = {}
-_STORES: dict[tuple[str, str, bool], VectorStore] = {}
 
 
 class MdpSettings(ConfigurableResource):
@@ -84,10 +83,4 @@ class VectorStoreResource(ConfigurableResource):
         """The store handle of this process (one per store and mode, shared by every asset)."""
         from mdp.store import VectorStore
 
-        store = self.store_config()
-        key = (store.uri, store.model_dump_json(), read_only)
-        with _LOCK:
-            handle = _STORES.get(key)
-            if handle is None:
-                handle = _STORES[key] = VectorStore.from_config(store, read_only=read_only)
-            return handle
+        return VectorStore.shared(self.store_config(), read_only=read_only)

@@ -26,7 +26,10 @@ SECTIONS: dict[str, str] = {
     "ingest": "mdp.bench.ingest:run_ingest_bench",
     "query": "mdp.bench.query:run_query_bench",
     "incremental": "mdp.bench.incremental:run_incremental_bench",
+    "scale": "mdp.bench.scale:run_scale_bench",
 }
+# the scale section runs only when named (--only scale): it takes tens of minutes
+DEFAULT_SECTIONS = ("embed", "ingest", "query", "incremental")
 
 
 def shared_data_dir() -> Path:
@@ -44,8 +47,10 @@ def run_benchmarks(
     quick: bool = False,
     write: bool = True,
     log: Callable[[str], None] = print,
+    chunks: int | None = None,
 ) -> dict[str, Any]:
-    chosen = sections or list(SECTIONS)
+    """``chunks`` sizes the scale section (default 1M, 100k when quick)."""
+    chosen = sections or list(DEFAULT_SECTIONS)
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown benchmark section(s) {unknown}; choose from {list(SECTIONS)}")
@@ -61,7 +66,8 @@ def run_benchmarks(
         log(f"bench: {name} ...")
         started = time.perf_counter()
         try:
-            results[name] = _section(name)(quick=quick)
+            kwargs: dict[str, Any] = {"chunks": chunks, "log": log} if name == "scale" else {}
+            results[name] = _section(name)(quick=quick, **kwargs)
         except Exception as exc:  # one broken section must not hide the others
             results[name] = {"error": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc(limit=3)}
         results[name]["seconds"] = round(time.perf_counter() - started, 2)
@@ -69,6 +75,9 @@ def run_benchmarks(
     if write:
         previous = latest_results()
         merged = {**previous, **results}
+        scale = results.get("scale")
+        if isinstance(scale, dict) and "chunks" in scale:  # keep each size: growth is the point
+            merged[f"scale_{scale['chunks']}"] = scale
         RESULTS_DIR.mkdir(exist_ok=True)
         RESULTS_JSON.write_text(json.dumps(merged, indent=2, default=float) + "\n")
     return results
