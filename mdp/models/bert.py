@@ -10,7 +10,11 @@ the matmuls (see docs/encoder.md). With ``fast_elementwise`` (the default on CPU
   the softmax denominator from the same matmul as the weighted sum;
 * Q, K and V are one fused projection, and the 1/sqrt(d) scale is folded into Q's weights.
 
-Elsewhere (Metal, CUDA) the exact ``nn.gelu`` and ``mx.fast.scaled_dot_product_attention`` run.
+Elsewhere (CUDA, Metal) the *fused* path runs instead (see docs/encoder.md, "GPU"): one
+``mx.compile``-d function per encoder layer, shared by all layers and traced once per batch shape,
+with ``mx.fast.layer_norm``, exact GELU fused into one kernel, and
+``mx.fast.scaled_dot_product_attention`` given the padding mask as an additive bias (cuDNN's fused
+attention on CUDA in bf16/fp16). ``Bert.__call__`` is the one dispatch point between the two.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +109,44 @@ def attention_fast(q: mx.array, k: mx.array, v: mx.array, key_mask: mx.array) ->
     v_ext = mx.concatenate([v * column_mask, mx.broadcast_to(column_mask, (*v.shape[:-1], 1))], axis=-1)
     out = weights @ v_ext
     return out[..., :-1] / out[..., -1:]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused path (CUDA, Metal): pure functions over a layer's parameter tree, compiled per shape
+# ---------------------------------------------------------------------------------------------
+
+Params = dict[str, Any]
+
+
+def _linear(p: Params, x: mx.array) -> mx.array:
+    return mx.addmm(p["bias"], x, p["weight"].T)
+
+
+def _layer_norm(p: Params, x: mx.array, eps: float) -> mx.array:
+    return mx.fast.layer_norm(x, p["weight"], p["bias"], eps)
+
+
+def padding_bias(attention_mask: mx.array, dtype: mx.Dtype) -> mx.array:
+    """(B, L) 1/0 mask -> (B, 1, 1, L) additive attention bias: 0 keep, very negative drop.
+    Finite, so that even a row of padding only (batch rows added to round shapes) stays finite."""
+    big = 6e4 if dtype == mx.float16 else 1e9
+    return ((attention_mask[:, None, None, :].astype(mx.float32) - 1.0) * big).astype(dtype)
+
+
+def _fused_layer(p: Params, x: mx.array, bias: mx.array, num_heads: int, eps: float) -> mx.array:
+    batch, length, hidden = x.shape
+    qkv = _linear(p["qkv"], x).reshape(batch, length, 3, num_heads, hidden // num_heads)
+    qkv = qkv.transpose(2, 0, 3, 1, 4)  # strided views; the scale is folded into Q's weights
+    context = mx.fast.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], scale=1.0, mask=bias)
+    context = context.transpose(0, 2, 1, 3).reshape(batch, length, hidden)
+    x = _layer_norm(p["attn_norm"], x + _linear(p["attn_out"], context), eps)
+    return _layer_norm(p["ffn_norm"], x + _linear(p["ffn_out"], nn.gelu(_linear(p["ffn_in"], x))), eps)
+
+
+def _fused_embed(p: Params, input_ids: mx.array, eps: float) -> mx.array:
+    length = input_ids.shape[1]
+    positions = p["position_embeddings"]["weight"][:length] + p["token_type_embeddings"]["weight"][0]
+    return _layer_norm(p["norm"], p["word_embeddings"]["weight"][input_ids] + positions, eps)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,16 +243,30 @@ class Bert(nn.Module):
         if fast_elementwise is None:
             fast_elementwise = mx.default_device() == mx.cpu
         self.config = config
+        self.fast_elementwise = fast_elementwise
         self.embeddings = Embeddings(config)
         self.layers = [EncoderLayer(config, fast_elementwise) for _ in range(config.num_hidden_layers)]
+        eps = config.layer_norm_eps
+        # One compiled function serves every layer (the weights are inputs, not constants).
+        self._layer_step = mx.compile(partial(_fused_layer, num_heads=config.num_attention_heads, eps=eps))
+        self._embed_step = mx.compile(partial(_fused_embed, eps=eps))
 
     def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
         """input_ids, attention_mask: (batch, length) ints; returns (batch, length, hidden)."""
+        if not self.fast_elementwise:
+            return self._fused_forward(input_ids, attention_mask)
         x = self.embeddings(input_ids)
         # Key mask broadcast over heads and query positions: 1 keep, 0 padding.
         key_mask = attention_mask[:, None, None, :].astype(x.dtype)
         for layer in self.layers:
             x = layer(x, key_mask)
+        return x
+
+    def _fused_forward(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
+        x = self._embed_step(self.embeddings.parameters(), input_ids)
+        bias = padding_bias(attention_mask, x.dtype)
+        for layer in self.layers:
+            x = self._layer_step(layer.parameters(), x, bias)
         return x
 
     # -- weights ----------------------------------------------------------------------------
