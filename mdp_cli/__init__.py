@@ -254,7 +254,11 @@ def quarantine(store: StoreOpt = None, config_file: ConfigOpt = None, as_json: J
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller, faster runs")] = False,
     only: Annotated[
-        list[str] | None, typer.Option("--only", help="Sections: embed ingest query incremental")
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Sections: embed ingest query incremental embed_gpu (on a GPU, embed runs embed_gpu)",
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
