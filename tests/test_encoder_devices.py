@@ -242,3 +242,17 @@ def test_unknown_default_prompt_name_is_a_clear_error(tmp_path) -> None:
 def test_minilm_declares_no_prompts(encoder) -> None:
     assert (encoder.query_prompt, encoder.document_prompt) == ("", "")
     assert len(encoder.model_version) == 12
+
+
+def test_doctor_names_the_backend_and_cuda_libraries() -> None:
+    from mdp.doctor import CUDA_LIBRARIES, check_mlx, cuda_libraries
+    from mdp.encoder import gpu_available
+
+    check = check_mlx()
+    assert check["ok"]
+    backend = "backend cuda" if "cuda" in check["detail"] else "backend"
+    assert backend in check["detail"] and "GPU: " in check["detail"]
+    if not gpu_available():
+        assert "backend cpu" in check["detail"] and "GPU: none" in check["detail"]
+    found = cuda_libraries()
+    assert list(found) == list(CUDA_LIBRARIES) and all(isinstance(v, bool) for v in found.values())
