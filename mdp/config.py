@@ -103,8 +103,33 @@ class ModelConfig(_Strict):
     path: Path | None = Field(
         default=None, description="sentence-transformers folder; None = all-MiniLM-L6-v2"
     )
-    batch_tokens: int = Field(default=8192, ge=256, description="Padded tokens per encoder batch")
-    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    device: Literal["auto", "cpu", "gpu"] = Field(
+        default="auto",
+        description='MLX device: "auto" takes the GPU when MLX has one (CUDA via `make setup-cuda`, or '
+        'Metal), else the CPU; "gpu" fails with the fix when there is none',
+    )
+    batch_tokens: int | None = Field(
+        default=None,
+        ge=256,
+        description="Padded tokens per encoder batch; None: the device's default (1,024 on a CPU, where "
+        "batches must stay in cache, which also caps larger values; 65,536 on a GPU)",
+    )
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        default="float32",
+        description="Compute precision. A reduced one is used only if every text of a real-text parity "
+        "check stays at cosine >= 0.999 against float32 (else float32, with the reason in the metadata); "
+        "on a CPU it is slower, not faster",
+    )
+    query_prompt: str | None = Field(
+        default=None,
+        description="Text put before every query; None: the model folder's config_sentence_transformers.json "
+        'prompts ("query", or default_prompt_name\'s), "" for none',
+    )
+    document_prompt: str | None = Field(
+        default=None,
+        description="Text put before every chunk and sentence; None: the folder's prompts "
+        '("document", "passage" or "corpus", or default_prompt_name\'s), "" for none',
+    )
     sentence_vectors: bool | None = Field(
         default=None,
         description="Also embed every sentence of multi-sentence chunks, so that hybrid search scores a "

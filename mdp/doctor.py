@@ -32,13 +32,80 @@ def check_blas() -> dict[str, Any]:
     return _check("blas", True, ", ".join(f"{k}={v}" for k, v in info.items()))
 
 
+# What MLX's CUDA backend (mlx-cuda-13) loads: the driver, and CUDA 13 libraries that pip puts under
+# site-packages/nvidia/ (mlx's RPATH looks there) or that the system provides.
+CUDA_LIBRARIES = ("libcuda.so.1", "libcublasLt.so.13", "libcudnn.so.9", "libnccl.so.2", "libnvrtc.so.13")
+
+
+def _installed(distribution: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def cuda_libraries() -> dict[str, bool]:
+    """Whether each library MLX's CUDA backend needs can be loaded (system paths, then pip's nvidia/)."""
+    import ctypes
+    import site
+
+    folders = [
+        lib for base in site.getsitepackages() for lib in Path(base, "nvidia").glob("*/lib") if lib.is_dir()
+    ]
+    found = {}
+    for name in CUDA_LIBRARIES:
+        candidates = [name, *(str(folder / name) for folder in folders if (folder / name).exists())]
+        ok = False
+        for candidate in candidates:
+            try:
+                ctypes.CDLL(candidate)
+                ok = True
+                break
+            except OSError:
+                continue
+        found[name] = ok
+    return found
+
+
 def check_mlx() -> dict[str, Any]:
+    cuda_wheel = _installed("mlx-cuda-13")
     try:
         import mlx.core as mx
-
-        return _check("mlx", True, f"mlx {mx.__version__}, device {mx.default_device()}")
     except Exception as exc:
-        return _check("mlx", False, f"{exc}; on Linux install mlx[cpu] (make setup does it)")
+        fix = "on Linux install mlx[cpu] (make setup does it)"
+        if cuda_wheel:
+            missing = [name for name, ok in cuda_libraries().items() if not ok]
+            fix = (
+                f"mlx-cuda-13 {cuda_wheel} is installed; CUDA libraries not loadable: "
+                f"{', '.join(missing) or 'none'} (install the NVIDIA driver for CUDA 13, "
+                "or point LD_LIBRARY_PATH at nvidia/*/lib)"
+            )
+        return _check("mlx", False, f"{exc}; {fix}")
+    from mdp.encoder import gpu_available, gpu_name
+
+    has_cuda = bool(getattr(mx, "cuda", None) and mx.cuda.is_available())
+    gpu = gpu_name() if gpu_available() else ""
+    backend = "cuda" if has_cuda else ("metal" if gpu else "cpu")
+    detail = (
+        f"mlx {mx.__version__}, backend {backend}, default device {mx.default_device()}, GPU: {gpu or 'none'}"
+    )
+    if cuda_wheel:
+        libraries = cuda_libraries()
+        detail += ", CUDA libraries: " + ", ".join(
+            f"{k} {'found' if v else 'MISSING'}" for k, v in libraries.items()
+        )
+        if not has_cuda:
+            return _check(
+                "mlx",
+                False,
+                f"{detail}; mlx-cuda-13 {cuda_wheel} is installed but MLX has no CUDA backend: mlx-cpu's "
+                "libmlx.so replaced it (pip install --force-reinstall --no-deps "
+                f"mlx-cuda-13=={mx.__version__}; make setup-cuda does it) "
+                "or no GPU or driver is visible (nvidia-smi)",
+            )
+    return _check("mlx", True, detail)
 
 
 def check_kernels() -> dict[str, Any]:

@@ -40,8 +40,7 @@ import regex
 # U+FFFD, C0/C1 controls or private-use code points. Tab, LF, VT, FF and CR are layout.
 CID_RUN = re.compile(r"\(cid:\d+\)")
 UNMAPPED_CHAR = re.compile(
-    "[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd\ufffe\uffff\ue000-\uf8ff\ud800-\udfff"
-    "\U000f0000-\U0010ffff]"
+    "[\x00-\x08\x0e-\x1f\x7f-\x9f\ufffd\ufffe\uffff\ue000-\uf8ff\ud800-\udfff\U000f0000-\U0010ffff]"
 )
 _UNMAPPED = re.compile(rf"{CID_RUN.pattern}|{UNMAPPED_CHAR.pattern}")
 _SPACE = re.compile(r"\s+")

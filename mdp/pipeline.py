@@ -404,6 +404,7 @@ class SourceReport:
     index_version: int | None
     quarantine: list[dict[str, str]]
     by_format: dict[str, dict[str, int]] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage of this run
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -481,6 +482,10 @@ class IngestReport:
             "deleted_documents": total("deleted_documents"),
             "by_format": dict(sorted(by_format.items())),
             "index_version": self.index_version,
+            "stages": {
+                stage: round(sum(s.stages.get(stage, 0.0) for s in self.sources), 3)
+                for stage in dict.fromkeys(k for s in self.sources for k in s.stages)
+            },
             "quarantine": [q for s in self.sources for q in s.quarantine],
             "sources": {s.source: s.as_dict() for s in self.sources},
             "seconds": round(self.seconds, 3),
@@ -503,18 +508,25 @@ def ingest_source(
 ) -> SourceReport:
     """All stages up to the index, for one source."""
     say = log or (lambda _msg: None)
+    clock = _StageClock()
     plan = discover_stage(config, source, store, retry_quarantined=retry_quarantined)
+    clock.lap("discover")
     say(f"[{source.name}] {plan.summary()}")
     bar = _progress_bar(len(plan.to_parse), f"parse {source.name}") if progress and plan.to_parse else None
     parsed = parse_stage(config, source, plan, progress=bar.update_to if bar else None)
     if bar:
         bar.close()
+    clock.lap("parse")
     validated = validate_stage(parsed, config.chunking)
+    clock.lap("validate")
     embedded = embed_stage(
         validated, encoder, store, progress=progress, sentence_vectors=config.embeds_sentences()
     )
+    clock.lap("embed")
     result = index_stage(store, plan, embedded, run_id, config)
     totals = source_totals(store, source.name)
+    clock.lap("index")
+    say(f"[{source.name}] stages (s): {clock.seconds}")
     return SourceReport(
         source=source.name,
         discovered=totals["discovered"],
@@ -529,7 +541,21 @@ def ingest_source(
         index_version=result.version,
         quarantine=totals["quarantine"],
         by_format=totals["by_format"],
+        stages=clock.seconds,
     )
+
+
+class _StageClock:
+    """Wall-clock seconds per stage, for reports ({"parse": 1.234, ...})."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 3)
+        self._last = now
 
 
 def run_ingest(
@@ -682,16 +708,23 @@ def evaluate_beir(
     if protocol == "passages":
         config.chunking.strategy = "document"
     source = SourceConfig(name=f"beir-{beir_dir.name}", root=beir_dir, include=["corpus.jsonl"])
+    clock = _StageClock()
     store = VectorStore.from_config(config.store)
     encoder = SentenceEncoder.from_config(config.model)
+    clock.lap("load_encoder")
     ingest = run_ingest(config, [source], encoder=encoder, store=store, progress=progress, log=log)
+    clock.lap("ingest")
     if config.embeds_sentences():  # an index from before sentence vectors gets them now
         backfill_sentence_vectors(store, encoder, progress=progress)
+    clock.lap("sentence_backfill")
     result = eval_stage(config, store, encoder, queries=data.queries, qrels=data.qrels)
+    clock.lap("eval")
     out = result.as_dict()
     out["queries_source"] = str(beir_dir)
     out["protocol"] = protocol
     out["ingest"] = {k: v for k, v in ingest.as_dict().items() if k not in ("quarantine", "sources")}
+    out["seconds"] = {**clock.seconds, "total": round(sum(clock.seconds.values()), 3)}
+    out["encoder"] = {k: encoder.info()[k] for k in ("device", "gpu_name", "dtype", "device_batch_tokens")}
     return out
 
 

@@ -301,7 +301,11 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller, faster runs")] = False,
     only: Annotated[
         list[str] | None,
-        typer.Option("--only", help="Sections: embed ingest query incremental scale (scale only when named)"),
+        typer.Option(
+            "--only",
+            help="Sections: embed ingest query incremental scale embed_gpu (scale only when named; "
+            "on a GPU, embed runs embed_gpu)",
+        ),
     ] = None,
     chunks: Annotated[
         int | None,

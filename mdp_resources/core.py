@@ -44,6 +44,7 @@ class MLXEncoderResource(ConfigurableResource):
     model_path: str = Field(default="", description="Override of [model] path; empty: as mdp.toml says")
     batch_tokens: int = Field(default=0, ge=0, description="Override of [model] batch_tokens; 0: as mdp.toml")
     dtype: str = Field(default="", description="Override of [model] dtype; empty: as mdp.toml says")
+    device: str = Field(default="", description="Override of [model] device; empty: as mdp.toml says")
 
     def model_settings(self) -> ModelConfig:
         """``[model]`` with this resource's overrides applied."""
@@ -55,6 +56,8 @@ class MLXEncoderResource(ConfigurableResource):
             update["batch_tokens"] = self.batch_tokens
         if self.dtype:
             update["dtype"] = self.dtype
+        if self.device:
+            update["device"] = self.device
         return ModelConfig.model_validate({**model.model_dump(), **update})
 
     def get_encoder(self) -> SentenceEncoder:

@@ -27,9 +27,12 @@ SECTIONS: dict[str, str] = {
     "query": "mdp.bench.query:run_query_bench",
     "incremental": "mdp.bench.incremental:run_incremental_bench",
     "scale": "mdp.bench.scale:run_scale_bench",
+    "embed_gpu": "mdp.bench.embed_gpu:run_embed_gpu_bench",
 }
 # the scale section runs only when named (--only scale): it takes tens of minutes
 DEFAULT_SECTIONS = ("embed", "ingest", "query", "incremental")
+# Sections that need a GPU: run only when asked for, or in place of their CPU twin on a GPU machine.
+GPU_SECTIONS = {"embed_gpu": "embed"}
 
 
 def shared_data_dir() -> Path:
@@ -54,6 +57,12 @@ def run_benchmarks(
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown benchmark section(s) {unknown}; choose from {list(SECTIONS)}")
+    if any(twin in chosen for twin in GPU_SECTIONS.values()):
+        from mdp.encoder import gpu_available
+
+        if gpu_available():  # on a GPU machine `--only embed` compares MLX and torch on the GPU
+            swap = {twin: gpu for gpu, twin in GPU_SECTIONS.items()}
+            chosen = list(dict.fromkeys(swap.get(s, s) for s in chosen))
     results: dict[str, Any] = {
         "meta": {
             "quick": quick,

@@ -10,11 +10,15 @@ the matmuls (see docs/encoder.md). With ``fast_elementwise`` (the default on CPU
   the softmax denominator from the same matmul as the weighted sum;
 * Q, K and V are one fused projection, and the 1/sqrt(d) scale is folded into Q's weights.
 
-Elsewhere (Metal, CUDA) the exact ``nn.gelu`` and ``mx.fast.scaled_dot_product_attention`` run.
-
 On the CPU, when the ``mdp_kernels`` extension is built (see :mod:`mdp.kernels`), the forward pass
-goes through :meth:`Bert._forward_fused` instead: fused C++ primitives for the attention core,
+goes through :meth:`Bert._forward_kernels` instead: fused C++ primitives for the attention core,
 GELU, residual + layer norm and the embeddings, with the matmuls left to MLX (BLAS).
+
+Elsewhere (CUDA, Metal) the *compiled* path runs (:meth:`Bert._forward_compiled`, see
+docs/encoder.md, "GPU"): one ``mx.compile``-d function per encoder layer, shared by all layers and
+traced once per batch shape, with ``mx.fast.layer_norm``, exact GELU fused into one kernel, and
+``mx.fast.scaled_dot_product_attention`` given the padding mask as an additive bias (cuDNN's fused
+attention on CUDA in bf16/fp16). ``Bert.__call__`` is the one dispatch point between the three.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -112,6 +117,44 @@ def attention_fast(q: mx.array, k: mx.array, v: mx.array, key_mask: mx.array) ->
 
 
 # ---------------------------------------------------------------------------------------------
+# Fused path (CUDA, Metal): pure functions over a layer's parameter tree, compiled per shape
+# ---------------------------------------------------------------------------------------------
+
+Params = dict[str, Any]
+
+
+def _linear(p: Params, x: mx.array) -> mx.array:
+    return mx.addmm(p["bias"], x, p["weight"].T)
+
+
+def _layer_norm(p: Params, x: mx.array, eps: float) -> mx.array:
+    return mx.fast.layer_norm(x, p["weight"], p["bias"], eps)
+
+
+def padding_bias(attention_mask: mx.array, dtype: mx.Dtype) -> mx.array:
+    """(B, L) 1/0 mask -> (B, 1, 1, L) additive attention bias: 0 keep, very negative drop.
+    Finite, so that even a row of padding only (batch rows added to round shapes) stays finite."""
+    big = 6e4 if dtype == mx.float16 else 1e9
+    return ((attention_mask[:, None, None, :].astype(mx.float32) - 1.0) * big).astype(dtype)
+
+
+def _compiled_layer(p: Params, x: mx.array, bias: mx.array, num_heads: int, eps: float) -> mx.array:
+    batch, length, hidden = x.shape
+    qkv = _linear(p["qkv"], x).reshape(batch, length, 3, num_heads, hidden // num_heads)
+    qkv = qkv.transpose(2, 0, 3, 1, 4)  # strided views; the scale is folded into Q's weights
+    context = mx.fast.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], scale=1.0, mask=bias)
+    context = context.transpose(0, 2, 1, 3).reshape(batch, length, hidden)
+    x = _layer_norm(p["attn_norm"], x + _linear(p["attn_out"], context), eps)
+    return _layer_norm(p["ffn_norm"], x + _linear(p["ffn_out"], nn.gelu(_linear(p["ffn_in"], x))), eps)
+
+
+def _compiled_embed(p: Params, input_ids: mx.array, eps: float) -> mx.array:
+    length = input_ids.shape[1]
+    positions = p["position_embeddings"]["weight"][:length] + p["token_type_embeddings"]["weight"][0]
+    return _layer_norm(p["norm"], p["word_embeddings"]["weight"][input_ids] + positions, eps)
+
+
+# ---------------------------------------------------------------------------------------------
 # Model
 # ---------------------------------------------------------------------------------------------
 
@@ -161,12 +204,14 @@ class Embeddings(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, config: BertConfig, fast_elementwise: bool) -> None:
+    """One encoder layer's weights; run as a module by the CPU path with MLX ops (the other paths
+    read its parameters: the compiled GPU function and the fused CPU kernels)."""
+
+    def __init__(self, config: BertConfig) -> None:
         super().__init__()
         h = config.hidden_size
         self.num_heads = config.num_attention_heads
         self.head_dim = h // self.num_heads
-        self.fast_elementwise = fast_elementwise
         self.qkv = nn.Linear(h, 3 * h)  # Q rows pre-scaled by 1/sqrt(head_dim) at load time
         self.attn_out = nn.Linear(h, h)
         self.attn_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
@@ -177,18 +222,12 @@ class EncoderLayer(nn.Module):
     def attention(self, x: mx.array, key_mask: mx.array) -> mx.array:
         batch, length, hidden = x.shape
         qkv = self.qkv(x).reshape(batch, length, 3, self.num_heads, self.head_dim).transpose(2, 0, 3, 1, 4)
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        if self.fast_elementwise:
-            context = attention_fast(q, k, v, key_mask)
-        else:
-            additive = (key_mask - 1.0) * 1e9 if key_mask.dtype == mx.float32 else (key_mask - 1.0) * 6e4
-            context = mx.fast.scaled_dot_product_attention(q, k, v, scale=1.0, mask=additive.astype(q.dtype))
+        context = attention_fast(qkv[0], qkv[1], qkv[2], key_mask)
         return context.transpose(0, 2, 1, 3).reshape(batch, length, hidden)
 
     def feed_forward(self, x: mx.array) -> mx.array:
         # The bias is added by the GEMM (addmm), so the GELU kernel's only input is contiguous.
-        activation = gelu_rational if self.fast_elementwise else nn.gelu
-        return self.ffn_out(activation(self.ffn_in(x)))
+        return self.ffn_out(gelu_rational(self.ffn_in(x)))
 
     def __call__(self, x: mx.array, key_mask: mx.array) -> mx.array:
         x = self.attn_norm(x + self.attn_out(self.attention(x, key_mask)))
@@ -215,13 +254,20 @@ class Bert(nn.Module):
             fast_elementwise = mx.default_device() == mx.cpu
         self.config = config
         self.fused_kernels = fused_kernels
+        self.fast_elementwise = fast_elementwise
         self.embeddings = Embeddings(config)
-        self.layers = [EncoderLayer(config, fast_elementwise) for _ in range(config.num_hidden_layers)]
+        self.layers = [EncoderLayer(config) for _ in range(config.num_hidden_layers)]
+        eps = config.layer_norm_eps
+        # One compiled function serves every layer (the weights are inputs, not constants).
+        self._layer_step = mx.compile(partial(_compiled_layer, num_heads=config.num_attention_heads, eps=eps))
+        self._embed_step = mx.compile(partial(_compiled_embed, eps=eps))
 
     def __call__(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
         """input_ids, attention_mask: (batch, length) ints; returns (batch, length, hidden)."""
         if self.fused_kernels is not None:
-            return self._forward_fused(input_ids, attention_mask)
+            return self._forward_kernels(input_ids, attention_mask)
+        if not self.fast_elementwise:
+            return self._forward_compiled(input_ids, attention_mask)
         x = self.embeddings(input_ids)
         # Key mask broadcast over heads and query positions: 1 keep, 0 padding.
         key_mask = attention_mask[:, None, None, :].astype(x.dtype)
@@ -229,7 +275,7 @@ class Bert(nn.Module):
             x = layer(x, key_mask)
         return x
 
-    def _forward_fused(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
+    def _forward_kernels(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
         """The same forward pass with mdp_kernels' fused CPU primitives around MLX's matmuls.
 
         The matmuls run without their bias (a bias makes MLX copy it into the output first); each
@@ -249,6 +295,13 @@ class Bert(nn.Module):
             hidden = kernels.gelu(x @ layer.ffn_in.weight.T, layer.ffn_in.bias)
             out, norm = layer.ffn_out, layer.ffn_norm
             x = kernels.add_layer_norm(hidden @ out.weight.T, x, norm.weight, norm.bias, eps, out.bias)
+        return x
+
+    def _forward_compiled(self, input_ids: mx.array, attention_mask: mx.array) -> mx.array:
+        x = self._embed_step(self.embeddings.parameters(), input_ids)
+        bias = padding_bias(attention_mask, x.dtype)
+        for layer in self.layers:
+            x = self._layer_step(layer.parameters(), x, bias)
         return x
 
     # -- weights ----------------------------------------------------------------------------

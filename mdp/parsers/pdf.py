@@ -53,8 +53,7 @@ OCR_TOOLS_FIX = (
     'or set [parsing] pdf_strategy = "fast"'
 )
 FONT_FIX = (
-    "the PDF's fonts carry no usable Unicode map; export it again with embedded Unicode fonts "
-    "(e.g. as PDF/A)"
+    "the PDF's fonts carry no usable Unicode map; export it again with embedded Unicode fonts (e.g. as PDF/A)"
 )
 _COMPLEX_MARK = "too complex for text extraction"
 _FAILED_MARK = "PDF text extraction failed"
@@ -142,7 +141,6 @@ def _prime_partition_pdf() -> None:
         target.write_bytes(bytes(pdf.output()))
         partition_pdf(filename=str(target), strategy="fast", languages=["eng"])
     _primed = True
-
 
 
 @dataclass

@@ -254,8 +254,10 @@ def xfa_values(pdf: pikepdf.Pdf) -> list[tuple[str, str]]:
         root = ET.fromstring(data)  # noqa: S314 - expat >= 2.4 bounds entity expansion
     except Exception:
         return []
-    datasets = root if _local(root.tag) == "datasets" else next(
-        (e for e in root.iter() if _local(e.tag) == "datasets"), None
+    datasets = (
+        root
+        if _local(root.tag) == "datasets"
+        else next((e for e in root.iter() if _local(e.tag) == "datasets"), None)
     )
     if datasets is None:
         return []
