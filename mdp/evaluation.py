@@ -1,19 +1,28 @@
-"""Labelled queries (BEIR layout or a bundled set) and the evaluation of a Retriever on them."""
+"""Evaluation: labelled queries (BEIR layout or a bundled set), a Retriever scored on them
+(``eval_stage``, behind retrieval_eval), and the BEIR harness (``mdp eval --beir``)."""
 
 from __future__ import annotations
 
 import csv
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel
 
+from mdp.config import JsonlOptions, MdpConfig, SourceConfig
 from mdp.metrics import evaluate_run
+from mdp.reports import StageClock
 from mdp.retrieval import Retriever
+
+if TYPE_CHECKING:
+    from mdp.encoder import SentenceEncoder
+    from mdp.stages.ingest import ProgressFactory
+    from mdp.store import VectorStore
 
 Qrels = dict[str, dict[str, int]]
 DEFAULT_K_VALUES = (10, 100)
@@ -181,3 +190,140 @@ def evaluate_retriever(
         scores["latency_p95_ms"] = float(np.percentile(latencies, 95)) if latencies else 0.0
         report[strategy] = scores
     return EvalReport(strategies=report, n_queries=len(qids), version=retriever.version)
+
+
+class EvalResult(BaseModel):
+    """The scores of one evaluation (small: it is what retrieval_eval hands its regression check)."""
+
+    index_version: int | None
+    n_queries: int
+    strategies: dict[str, dict[str, float]]
+    note: str = ""
+    queries_source: str = ""
+
+    def markdown(self) -> str:
+        if not self.strategies:
+            return self.note or "no evaluation"
+        metrics = list(next(iter(self.strategies.values())).keys())
+        lines = ["| strategy | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+        for strategy, scores in self.strategies.items():
+            lines.append(f"| {strategy} | " + " | ".join(f"{scores[m]:.4f}" for m in metrics) + " |")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index_version": self.index_version,
+            "queries": self.n_queries,
+            "queries_source": self.queries_source,
+            "strategies": self.strategies,
+            "note": self.note,
+            "table": self.markdown(),
+        }
+
+
+def eval_stage(
+    config: MdpConfig,
+    store: VectorStore,
+    encoder: SentenceEncoder,
+    queries: dict[str, str] | None = None,
+    qrels: dict[str, dict[str, int]] | None = None,
+) -> EvalResult:
+    """Score every configured strategy on labelled queries (the configured set unless given)."""
+    from mdp.retrieval import retrieval_config
+
+    version = store.version()
+    origin = "given"
+    if queries is None or qrels is None:
+        path = config.eval.queries
+        if path is None or not Path(path).exists():
+            note = (
+                "no labelled queries: set [eval] queries in mdp.toml to a queries.jsonl "
+                "with qrels.tsv beside it"
+                if path is None
+                else f"labelled queries not found at {path}: run `mdp sample` or fix [eval] queries"
+            )
+            return EvalResult(index_version=version, n_queries=0, strategies={}, note=note)
+        labelled = load_labelled_queries(path)
+        queries, qrels = labelled.queries, labelled.qrels
+        origin = str(path)
+    if not store.count_chunks():
+        note = "the index is empty: ingest a source first"
+        return EvalResult(index_version=version, n_queries=len(queries), strategies={}, note=note)
+    retriever = Retriever(store, encoder, config=retrieval_config(config))
+    report = evaluate_retriever(retriever, queries, qrels, config.eval.strategies)
+    return EvalResult(
+        index_version=version, n_queries=len(queries), strategies=report.strategies, queries_source=origin
+    )
+
+
+BEIR_PROTOCOLS = ("passages", "pipeline")
+
+
+def evaluate_beir(
+    config: MdpConfig,
+    beir_dir: Path,
+    protocol: str = "passages",
+    progress: ProgressFactory | None = None,
+    show_embed_progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Index a BEIR folder's corpus.jsonl through the normal pipeline, then score it on its qrels.
+
+    ``protocol="passages"`` is BEIR's: each document (title and text) is one passage that the
+    encoder truncates at its window, so scores compare with published ones. ``"pipeline"`` keeps
+    the configured chunking; documents are then ranked by their best chunk.
+    """
+    if protocol not in BEIR_PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(BEIR_PROTOCOLS)}")
+    from mdp.encoder import SentenceEncoder
+    from mdp.stages import backfill_sentence_vectors, run_ingest
+    from mdp.store import VectorStore
+
+    data = load_beir(beir_dir)
+    config = config.model_copy(deep=True)
+    config.parsing.jsonl = JsonlOptions(id_field="_id", text_fields=["title", "text"], title_field="title")
+    if protocol == "passages":
+        config.chunking.strategy = "document"
+    source = SourceConfig(name=f"beir-{beir_dir.name}", root=beir_dir, include=["corpus.jsonl"])
+    clock = StageClock()
+    store = VectorStore.from_config(config.store)
+    encoder = SentenceEncoder.from_config(config.model)
+    clock.lap("load_encoder")
+    ingest = run_ingest(
+        config,
+        [source],
+        encoder=encoder,
+        store=store,
+        progress=progress,
+        show_embed_progress=show_embed_progress,
+        log=log,
+    )
+    clock.lap("ingest")
+    if config.embeds_sentences():  # an index from before sentence vectors gets them now
+        backfill_sentence_vectors(store, encoder, progress=show_embed_progress)
+    clock.lap("sentence_backfill")
+    result = eval_stage(config, store, encoder, queries=data.queries, qrels=data.qrels)
+    clock.lap("eval")
+    out = result.as_dict()
+    out["queries_source"] = str(beir_dir)
+    out["protocol"] = protocol
+    out["ingest"] = {k: v for k, v in ingest.as_dict().items() if k not in ("quarantine", "sources")}
+    out["seconds"] = {**clock.seconds, "total": round(sum(clock.seconds.values()), 3)}
+    out["encoder"] = {k: encoder.info()[k] for k in ("device", "gpu_name", "dtype", "device_batch_tokens")}
+    return out
+
+
+def generated_queries(
+    store: VectorStore, generate: Callable[[list[tuple[str, str]]], list[Any]]
+) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """Labelled queries written by a local language model from the index's own chunks.
+
+    Each generated question is judged relevant to the document of the chunk it was written from.
+    """
+    from mdp.querygen import to_labelled_queries
+
+    frame = store.chunks_frame(columns=["id", "external_id", "text"])
+    chunks = list(zip(frame["id"].tolist(), frame["text"].tolist(), strict=True))
+    external = dict(zip(frame["id"].tolist(), frame["external_id"].tolist(), strict=True))
+    labelled = to_labelled_queries(generate(chunks), external)
+    return {q.id: q.text for q in labelled}, {q.id: dict(q.relevant) for q in labelled}

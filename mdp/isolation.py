@@ -40,6 +40,7 @@ from mdp.chunking import chunk_elements, unindexable_reason
 from mdp.config import ChunkingConfig, MdpConfig, ParsingConfig
 from mdp.fidelity import chunk_extractor, screen_elements
 from mdp.fileaccess import FileChangedError, FileIdentity, verified_file
+from mdp.forkserver_warmup import MODULES as WARMUP_MODULES
 from mdp.ids import document_id
 from mdp.parsers import (
     ParseContext,
@@ -52,6 +53,7 @@ from mdp.parsers import (
     in_process_parsers,
     register_parser,
 )
+from mdp.records import ChunkedDocument
 from mdp.runtime import configure_process
 from mdp.schemas import Chunk, Document, QuarantineRecord, SourceFile
 from mdp.tokenizer import load_tokenizer, max_seq_length, resolve_model_path
@@ -69,7 +71,7 @@ class FileOutcome:
     """What became of one input file."""
 
     file: SourceFile
-    documents: list[tuple[Document, list[Chunk]]] = field(default_factory=list)
+    documents: list[ChunkedDocument] = field(default_factory=list)
     quarantine: list[QuarantineRecord] = field(default_factory=list)
     pages: int = 0
     seconds: float = 0.0
@@ -81,7 +83,7 @@ class FileOutcome:
 
     @property
     def chunk_count(self) -> int:
-        return sum(len(chunks) for _, chunks in self.documents)
+        return sum(len(d.chunks) for d in self.documents)
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,7 @@ def _item_id(file: SourceFile, item: ParsedDocument | ParseFailure) -> tuple[str
 
 def _claim(outcome: FileOutcome, doc_id: str, line: int | None) -> str | None:
     """A free id for the next item of this file: ``doc_id``, else its line's id, else None (taken)."""
-    taken = {d.id for d, _ in outcome.documents} | {q.document_id for q in outcome.quarantine}
+    taken = {d.document_id for d in outcome.documents} | {q.document_id for q in outcome.quarantine}
     if doc_id not in taken:
         return doc_id
     if line is not None:
@@ -167,13 +169,12 @@ def _add_to_holder(outcome: FileOutcome, doc_id: str, reason: str, parser_name: 
         if record.document_id == doc_id:
             outcome.quarantine[i] = record.model_copy(update={"reason": f"{record.reason}; {reason}"})
             return
-    for i, (document, _) in enumerate(outcome.documents):
-        if document.id == doc_id:
+    for i, chunked in enumerate(outcome.documents):
+        if chunked.document_id == doc_id:
             del outcome.documents[i]
+            content_hash = chunked.document.content_hash
             outcome.quarantine.append(
-                _quarantine(
-                    outcome.file, reason, parser_name, document_id=doc_id, content_hash=document.content_hash
-                )
+                _quarantine(outcome.file, reason, parser_name, document_id=doc_id, content_hash=content_hash)
             )
             return
 
@@ -327,7 +328,7 @@ def _chunk_document(
         )
         for position, draft in enumerate(drafts)
     ]
-    outcome.documents.append((document, chunks))
+    outcome.documents.append(ChunkedDocument(document, chunks, file.content_hash))
 
 
 def _address_space() -> tuple[int, int]:
@@ -437,7 +438,6 @@ class _Worker:
 
 
 UNSTRUCTURED_FORMATS = {"pdf", "markdown", "html", "text"}
-_WARM_FLAG = "MDP_FORKSERVER_WARM"  # "registry", or "unstructured:<sentence splitter>" to warm its parsers
 # one process per core already: native thread pools inside each worker would only fight for the cores
 THREAD_ENV = (
     "OMP_NUM_THREADS",
@@ -472,13 +472,12 @@ def _context(setup: WorkerSetup) -> Any:
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
     preload = [
-        "mdp.isolation",
         "unstructured.documents.elements",
         "unstructured.chunking.title",
         "unstructured.chunking.basic",
+        "mdp.isolation",
     ]
-    # read by this module when the fork server imports it (see bottom)
-    os.environ[_WARM_FLAG] = "registry"
+    warmup = WARMUP_MODULES["registry"]
     if UNSTRUCTURED_FORMATS & set(setup.formats):
         preload += [
             "pikepdf",
@@ -487,8 +486,8 @@ def _context(setup: WorkerSetup) -> Any:
             "unstructured.partition.html",
             "unstructured.partition.md",
         ]
-        os.environ[_WARM_FLAG] = f"unstructured:{setup.parsing.sentence_splitter}"
-    ctx.set_forkserver_preload([*preload[1:], preload[0]])
+        warmup = WARMUP_MODULES[setup.parsing.sentence_splitter]
+    ctx.set_forkserver_preload([*preload, warmup])  # the warm-up last, once everything is imported
     return ctx
 
 
@@ -506,11 +505,8 @@ class WorkerPool:
     def _spawn(self) -> _Worker:
         parent, child = self.ctx.Pipe(duplex=True)
         proc = self.ctx.Process(target=_worker_main, args=(child, self.setup), daemon=True, name="mdp-parse")
-        try:
-            with _single_threaded_env():
-                proc.start()
-        finally:
-            os.environ.pop(_WARM_FLAG, None)  # only the fork server's first start needs it
+        with _single_threaded_env():
+            proc.start()
         child.close()
         worker = _Worker(proc=proc, conn=parent, started=time.monotonic())
         self.workers.append(worker)
@@ -710,20 +706,3 @@ def process_files(
         yield from pool.run(files, progress)
     finally:
         pool.close()
-
-
-if os.environ.get(_WARM_FLAG) and mp.parent_process() is None and mp.current_process().name == "MainProcess":
-    # Imported by the fork server's preload. What is done here once, every worker forked from it
-    # inherits (shared copy-on-write) instead of paying for on its own: the parser registry
-    # (scanning entry points takes ~0.35 s) and, for unstructured formats, spaCy's model and a
-    # primed PDF parser.
-    _warm_kind = os.environ.pop(_WARM_FLAG)
-    with contextlib.suppress(Exception):  # a broken setup is reported by each worker's own check
-        from mdp.parsers import get_parser
-
-        pdf_parser = get_parser("pdf")
-        if _warm_kind.startswith("unstructured:"):
-            from mdp.parsers.base import ensure_unstructured_ready
-
-            ensure_unstructured_ready(_warm_kind.split(":", 1)[1])
-            pdf_parser.warmup()  # type: ignore[attr-defined]

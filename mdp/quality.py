@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import ValidationError
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from mdp.schemas import Chunk, Document, QuarantineRecord
+from mdp.schemas import get_schema
 
 if TYPE_CHECKING:
-    from mdp.pipeline import DiscoveryPlan, EmbeddedBatch, ValidatedBatch
+    from mdp.stages import ChunkedBatch, DiscoveryPlan, EmbeddedBatch, ValidatedBatch
     from mdp.store import VectorStore
 
 NORM_TOLERANCE = 1e-3
@@ -32,55 +33,31 @@ class RuleOutcome:
     error: bool = True  # severity when it fails: ERROR blocks downstream, WARN only reports
 
 
-def schema_validity(batch: ValidatedBatch) -> RuleOutcome:
-    problems: list[str] = []
-    for document, chunks in batch.documents:
-        for model, payload in [(Document, document.model_dump())] + [
-            (Chunk, c.model_dump(exclude={"text_hash"})) for c in chunks
-        ]:
-            try:
-                model.model_validate(payload)
-            except ValidationError as exc:
-                problems.append(f"{payload.get('id')}: {exc.errors()[0]['msg']}")
-    for _, record, _ in batch.quarantine:
-        try:
-            QuarantineRecord.model_validate(record.model_dump())
-        except ValidationError as exc:
-            problems.append(f"quarantine {record.path}: {exc.errors()[0]['msg']}")
-    checked = len(batch.documents) + batch.chunk_count + len(batch.quarantine)
-    return RuleOutcome(
-        passed=not problems,
-        summary=f"{checked} records validated, {len(problems)} invalid"
-        + (f"; first: {problems[0]}" if problems else ""),
-        metadata={"records_checked": checked, "invalid": len(problems)},
-    )
+def schema_versions(recorded: dict[str, str]) -> RuleOutcome:
+    """The records a stage handed over were written with the schema versions this code reads.
+
+    Documents, chunks and quarantine records are validated when they are built and again by
+    ``validate_stage``; what can still go wrong is a hand-over between code versions (a staged
+    batch from before an upgrade, a step run by a pod with other code).
+    """
+    current = {name: get_schema(name).schema_version for name in recorded}
+    stale = {name: (version, current[name]) for name, version in recorded.items() if version != current[name]}
+    meta: dict[str, Any] = {f"schema/{name}": version for name, version in sorted(recorded.items())}
+    if stale:
+        first, (was, now) = next(iter(sorted(stale.items())))
+        return RuleOutcome(
+            False,
+            f"{len(stale)} schema(s) changed since these records were written "
+            f"(first: {first} {was} → {now}): re-materialize from raw_documents",
+            meta,
+        )
+    return RuleOutcome(True, f"records written with the current schemas ({len(recorded)} checked)", meta)
 
 
-def no_empty_or_duplicate_chunks(batch: ValidatedBatch) -> RuleOutcome:
-    ids: Counter[str] = Counter()
-    texts: Counter[str] = Counter()
-    empty = 0
-    for _, chunks in batch.documents:
-        for chunk in chunks:
-            ids[chunk.id] += 1
-            texts[chunk.text_hash] += 1
-            if not chunk.text.strip():
-                empty += 1
-    duplicate_ids = sum(n - 1 for n in ids.values() if n > 1)
-    repeated_texts = sum(n - 1 for n in texts.values() if n > 1)
-    passed = empty == 0 and duplicate_ids == 0
-    return RuleOutcome(
-        passed=passed,
-        summary=f"{empty} empty chunks, {duplicate_ids} duplicate ids, "
-        f"{repeated_texts} chunks repeat another document's text",
-        metadata={"empty_chunks": empty, "duplicate_ids": duplicate_ids, "repeated_texts": repeated_texts},
-    )
-
-
-def documents_accounted_for(plan: DiscoveryPlan, batch: ValidatedBatch) -> RuleOutcome:
+def documents_accounted_for(plan: DiscoveryPlan, batch: ChunkedBatch) -> RuleOutcome:
     """Every file that entered this run ends as chunks or quarantine: discovered = chunked + quarantined."""
     expected = {f.path for f in plan.to_parse} | {r.path for r in plan.refused}
-    covered = {d.path for d, _ in batch.documents} | {r.path for _, r, _ in batch.quarantine}
+    covered = {d.document.path for d in batch.documents} | {q.record.path for q in batch.quarantine}
     lost = sorted(expected - covered)
     chunked = len(batch.documents)
     quarantined = len(batch.quarantine)
@@ -100,19 +77,23 @@ def documents_accounted_for(plan: DiscoveryPlan, batch: ValidatedBatch) -> RuleO
     )
 
 
-def embeddings_are_sane(batch: EmbeddedBatch) -> RuleOutcome:
+def embeddings_are_sane(batch: EmbeddedBatch, vectors: dict[str, np.ndarray]) -> RuleOutcome:
+    """Every chunk has a finite, unit-norm vector of the model's dimension, and none is longer than
+    the encoder's window (it would be truncated, losing text) unless the protocol truncates on purpose."""
     if not batch.documents:
         return RuleOutcome(True, "nothing embedded in this run", {"vectors": 0})
-    matrix = np.concatenate([vectors for _, _, vectors in batch.documents])
+    hashes = [c.text_hash for d in batch.documents for c in d.chunks]
+    missing = sum(1 for h in hashes if h not in vectors)
+    found = [vectors[h] for h in hashes if h in vectors]
+    matrix = np.stack(found) if found else np.zeros((0, batch.dim), np.float32)
     wrong_dim = matrix.ndim != 2 or matrix.shape[1] != batch.dim
     finite = bool(np.isfinite(matrix).all())
     norms = np.linalg.norm(matrix, axis=1) if not wrong_dim else np.zeros(1)
-    worst = float(np.abs(norms - 1.0).max()) if finite else float("inf")
-    rows_match = matrix.shape[0] == batch.chunk_count
+    worst = float(np.abs(norms - 1.0).max()) if finite and len(norms) else (0.0 if finite else float("inf"))
     limit = batch.encoder_max_tokens
-    truncated = sum(1 for _, chunks, _ in batch.documents for c in chunks if limit and c.token_count > limit)
+    truncated = sum(1 for d in batch.documents for c in d.chunks if limit and c.token_count > limit)
     truncation_ok = truncated == 0 or batch.truncation_expected
-    passed = not wrong_dim and finite and worst <= NORM_TOLERANCE and rows_match and truncation_ok
+    passed = not wrong_dim and finite and worst <= NORM_TOLERANCE and not missing and truncation_ok
     if not truncated:
         advice = ""
     elif batch.truncation_expected:
@@ -122,11 +103,12 @@ def embeddings_are_sane(batch: EmbeddedBatch) -> RuleOutcome:
     return RuleOutcome(
         passed=passed,
         summary=f"{matrix.shape[0]} vectors of dim {matrix.shape[-1]} (expected {batch.dim}); "
-        f"finite={finite}; max |norm-1|={worst:.2e}; {truncated} chunks longer than the encoder's "
-        f"{limit} tokens{advice}",
+        f"{missing} chunks without a vector; finite={finite}; max |norm-1|={worst:.2e}; {truncated} "
+        f"chunks longer than the encoder's {limit} tokens{advice}",
         metadata={
             "vectors": int(matrix.shape[0]),
             "dim": int(matrix.shape[-1]),
+            "missing_vectors": missing,
             "max_norm_error": worst,
             "chunks_over_encoder_limit": truncated,
         },
@@ -134,17 +116,21 @@ def embeddings_are_sane(batch: EmbeddedBatch) -> RuleOutcome:
 
 
 def index_matches_manifest(store: VectorStore, source: str) -> RuleOutcome:
-    manifest = store.manifest(source)
-    expected = sum(e.n_chunks for e in manifest.values() if e.status == "chunked")
-    frame = store.chunks_frame(columns=["id", "source"])
-    rows = frame[frame["source"] == source] if len(frame) else frame
-    duplicate_ids = int(rows["id"].duplicated().sum()) if len(rows) else 0
-    passed = len(rows) == expected and duplicate_ids == 0
+    """The index holds exactly the chunks the source's manifest says, each id once (counted in Arrow)."""
+    manifest = store.manifest_table(source, ["status", "n_chunks"])
+    expected = 0
+    if manifest.num_rows:
+        chunked = pc.equal(manifest["status"], "chunked")
+        expected = int(pc.sum(pc.if_else(chunked, manifest["n_chunks"], 0)).as_py() or 0)
+    ids = store.chunks_arrow(columns=["id", "source"])
+    ids = ids.filter(pc.equal(ids["source"], source))["id"] if ids.num_rows else pa.array([], pa.string())
+    duplicate_ids = len(ids) - len(pc.unique(ids)) if len(ids) else 0
+    passed = len(ids) == expected and duplicate_ids == 0
     return RuleOutcome(
         passed=passed,
-        summary=f"index has {len(rows)} rows for source {source!r}; manifest expects {expected}; "
+        summary=f"index has {len(ids)} rows for source {source!r}; manifest expects {expected}; "
         f"{duplicate_ids} duplicate ids",
-        metadata={"index_rows": len(rows), "manifest_chunks": expected, "duplicate_ids": duplicate_ids},
+        metadata={"index_rows": len(ids), "manifest_chunks": expected, "duplicate_ids": duplicate_ids},
     )
 
 
@@ -201,11 +187,13 @@ def baseline_key(queries_source: str, n_queries: int, primary: str, metric: str)
 # ------------------------------------------------------------------ ingestion health (warnings)
 def quarantine_rate(store: VectorStore, source: str, warn: float, error: float) -> RuleOutcome:
     """Share of the source's documents in quarantine, with the commonest reasons."""
-    manifest = store.manifest(source)
-    total = len(manifest)
-    quarantined = [e for e in manifest.values() if e.status == "quarantined"]
+    manifest = store.manifest_table(source, ["status", "reason"])
+    total = manifest.num_rows
+    quarantined: list[str | None] = []
+    if total:
+        quarantined = manifest.filter(pc.equal(manifest["status"], "quarantined"))["reason"].to_pylist()
     rate = len(quarantined) / total if total else 0.0
-    reasons = Counter(_reason_kind(e.reason) for e in quarantined).most_common(3)
+    reasons = Counter(_reason_kind(reason or "") for reason in quarantined).most_common(3)
     meta: dict[str, Any] = {"documents": total, "quarantined": len(quarantined), "rate": round(rate, 4)}
     meta.update({f"reason/{kind}": n for kind, n in reasons})
     top = "; ".join(f"{kind} x{n}" for kind, n in reasons) or "none"
@@ -234,9 +222,9 @@ def text_sanity(batch: ValidatedBatch, max_bad_rate: float) -> RuleOutcome:
     letters = 0
     scripts: Counter[str] = Counter()
     suspicious_docs: list[str] = []
-    for document, chunks in batch.documents:
+    for chunked in batch.documents:
         doc_bad = doc_len = 0
-        for chunk in chunks:
+        for chunk in chunked.chunks:
             for ch in chunk.text:
                 if ch == "\ufffd" or (ord(ch) < 32 and ch not in "\n\r\t"):
                     doc_bad += 1
@@ -247,8 +235,8 @@ def text_sanity(batch: ValidatedBatch, max_bad_rate: float) -> RuleOutcome:
             doc_len += len(chunk.text)
         bad += doc_bad
         if doc_len and doc_bad / doc_len > max_bad_rate:
-            suspicious_docs.append(Path(document.path).name)
-    total_chars = sum(len(c.text) for _, chunks in batch.documents for c in chunks)
+            suspicious_docs.append(Path(chunked.document.path).name)
+    total_chars = sum(len(c.text) for d in batch.documents for c in d.chunks)
     rate = bad / total_chars if total_chars else 0.0
     mix = ", ".join(f"{s.lower()} {n / max(1, sum(scripts.values())):.0%}" for s, n in scripts.most_common(4))
     meta: dict[str, Any] = {
@@ -273,7 +261,7 @@ def text_sanity(batch: ValidatedBatch, max_bad_rate: float) -> RuleOutcome:
 def chunk_length_distribution(
     batch: ValidatedBatch, min_tokens: int, max_fragment_rate: float
 ) -> RuleOutcome:
-    counts = np.array([c.token_count for _, chunks in batch.documents for c in chunks], dtype=np.int64)
+    counts = np.array([c.token_count for d in batch.documents for c in d.chunks], dtype=np.int64)
     if counts.size == 0:
         return RuleOutcome(True, "no chunks in this run", {"chunks": 0})
     p5, p50, p95 = (int(v) for v in np.percentile(counts, [5, 50, 95]))
@@ -297,12 +285,15 @@ def chunk_length_distribution(
     return RuleOutcome(True, summary, meta)
 
 
-def near_duplicate_documents(batch: EmbeddedBatch, threshold: float) -> RuleOutcome:
+def near_duplicate_documents(
+    batch: ChunkedBatch, vectors: dict[str, np.ndarray], threshold: float
+) -> RuleOutcome:
     """Pairs of documents in this run whose mean chunk vectors are nearly identical."""
-    if len(batch.documents) < 2:
+    documents = [d for d in batch.documents if all(c.text_hash in vectors for c in d.chunks)]
+    if len(documents) < 2:
         return RuleOutcome(True, "fewer than two documents in this run", {"pairs": 0})
-    names = [d.external_id for d, _, _ in batch.documents]
-    centroids = np.stack([v.mean(axis=0) for _, _, v in batch.documents])
+    names = [d.document.external_id for d in documents]
+    centroids = np.stack([np.mean([vectors[c.text_hash] for c in d.chunks], axis=0) for d in documents])
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True) + 1e-12
     pairs: list[tuple[str, str, float]] = []
     for start in range(0, len(names), 1024):  # blockwise: memory stays small for big runs

@@ -1,7 +1,9 @@
-"""The six software-defined assets. Each one calls one stage of ``mdp.pipeline``.
+"""The six software-defined assets. Each one calls one stage of ``mdp.stages``.
 
-The first five are partitioned by source (one dynamic partition per configured
-source root); ``retrieval_eval`` scores the whole index.
+The first five are partitioned by source (one dynamic partition per configured source root);
+``retrieval_eval`` scores the whole index. Assets hand each other references (``StageRef``, a few
+hundred bytes of JSON through ``JsonRecordIOManager``); the payload is staged in the store
+(mdp/stages/staging.py), and vectors live only in the store's embedding cache.
 """
 
 import hashlib
@@ -13,7 +15,12 @@ from pathlib import Path
 import dagster as dg
 
 from mdp import __version__ as mdp_version
-from mdp.pipeline import (
+from mdp.evaluation import eval_stage, generated_queries
+from mdp.reports import source_totals
+from mdp.retrieval import retrieval_config
+from mdp.schemas import Chunk
+from mdp.search_index import vector_index_info, vector_mode
+from mdp.stages import (
     DiscoveryPlan,
     EmbeddedBatch,
     ParsedBatch,
@@ -22,12 +29,10 @@ from mdp.pipeline import (
     embed_stage,
     index_stage,
     parse_stage,
-    source_totals,
+    staging,
     validate_stage,
 )
-from mdp.retrieval import retrieval_config
-from mdp.schemas import Chunk
-from mdp.search_index import vector_index_info, vector_mode
+from mdp.stages.staging import StageRef
 from mdp_assets.views import eval_history, plot_history, version_history_md
 from mdp_resources import SOURCES_PARTITIONS, MdpSettings, MLXEncoderResource, VectorStoreResource
 from mdp_resources.language_models import QueryGeneratorResource
@@ -85,10 +90,11 @@ def raw_documents(
 ) -> dg.MaterializeResult:
     project = settings.load()
     source = project.source(context.partition_key)
-    plan = discover_stage(project, source, store.open(), retry_quarantined=config.retry_quarantined)
+    db = store.open()
+    plan = discover_stage(project, source, db, retry_quarantined=config.retry_quarantined)
     context.log.info(f"source {source.name}: {plan.summary()}")
     return dg.MaterializeResult(
-        value=plan,
+        value=staging.save(db, "discovered", plan, context.run.run_id),
         metadata={
             "source_root": dg.MetadataValue.path(str(source.root)),
             "dagster/row_count": len(plan.files),
@@ -106,19 +112,22 @@ def raw_documents(
     "process with a time and memory budget. Failures become quarantine records with a reason.",
 )
 def parsed_chunks(
-    context: dg.AssetExecutionContext, settings: MdpSettings, raw_documents: DiscoveryPlan
+    context: dg.AssetExecutionContext,
+    settings: MdpSettings,
+    store: VectorStoreResource,
+    raw_documents: StageRef,
 ) -> dg.MaterializeResult:
     config = settings.load()
-    source = config.source(context.partition_key)
-    total = len(raw_documents.to_parse)
+    db = store.open()
+    plan = staging.load(db, raw_documents, DiscoveryPlan)
 
-    def progress(done: int, _total: int) -> None:
+    def progress(done: int, total: int) -> None:
         if done == total or done % 10 == 0:
             context.log.info(f"parsed {done}/{total} files")
 
-    batch = parse_stage(config, source, raw_documents, progress=progress)
+    batch = parse_stage(config, plan, progress=progress)
     return dg.MaterializeResult(
-        value=batch,
+        value=staging.save(db, "parsed", batch, context.run.run_id),
         metadata={
             "files_parsed": batch.files_parsed,
             "documents": batch.document_count,
@@ -139,12 +148,15 @@ def parsed_chunks(
     description="Chunks re-validated against the versioned schemas; rejects go to quarantine.",
 )
 def validated_samples(
-    context: dg.AssetExecutionContext, settings: MdpSettings, parsed_chunks: ParsedBatch
+    context: dg.AssetExecutionContext,
+    settings: MdpSettings,
+    store: VectorStoreResource,
+    parsed_chunks: StageRef,
 ) -> dg.MaterializeResult:
-    config = settings.load()
-    batch = validate_stage(parsed_chunks, config.chunking)
+    db = store.open()
+    batch = validate_stage(staging.load(db, parsed_chunks, ParsedBatch), settings.load().chunking)
     return dg.MaterializeResult(
-        value=batch,
+        value=staging.save(db, "validated", batch, context.run.run_id),
         metadata={
             "documents": len(batch.documents),
             "quarantined": len(batch.quarantine),
@@ -169,16 +181,18 @@ def embeddings(
     settings: MdpSettings,
     encoder: MLXEncoderResource,
     store: VectorStoreResource,
-    validated_samples: ValidatedBatch,
+    validated_samples: StageRef,
 ) -> dg.MaterializeResult:
     config = settings.load()
+    db = store.open()
     model = encoder.get_encoder()
-    batch = embed_stage(validated_samples, model, store.open(), sentence_vectors=config.embeds_sentences())
+    validated = staging.load(db, validated_samples, ValidatedBatch)
+    batch = embed_stage(validated, model, db, sentence_vectors=config.embeds_sentences())
     computed = batch.embedded + batch.sentences_embedded
     rate = computed / batch.seconds if batch.seconds > 0 and computed else 0.0
     info = {k: v for k, v in model.info().items() if isinstance(v, str | int | float | bool)}
-    return dg.MaterializeResult(
-        value=batch,
+    return dg.MaterializeResult(  # the vectors are in the embedding cache; only counts travel on
+        value=staging.save(db, "embedded", batch, context.run.run_id, base=validated_samples),
         metadata={
             "embedded": batch.embedded,
             "sentence_vectors": batch.sentences,
@@ -231,19 +245,21 @@ def vector_index(
     context: dg.AssetExecutionContext,
     settings: MdpSettings,
     store: VectorStoreResource,
-    raw_documents: DiscoveryPlan,
-    embeddings: EmbeddedBatch,
+    raw_documents: StageRef,
+    embeddings: StageRef,
 ) -> dg.MaterializeResult:
     config = settings.load()
     db = store.open()
-    result = index_stage(db, raw_documents, embeddings, context.run.run_id, config)
+    batch = staging.load(db, embeddings, EmbeddedBatch)  # its vectors come from the embedding cache
+    result = index_stage(
+        db, staging.load(db, raw_documents, DiscoveryPlan), batch, context.run.run_id, config
+    )
     totals = source_totals(db, context.partition_key)
     digest = db.manifest_digest(context.partition_key)
     data_version = json.dumps(
-        [digest, embeddings.model_id, embeddings.model_version, CODE_VERSION], separators=(",", ":")
+        [digest, batch.model_id, batch.model_version, CODE_VERSION], separators=(",", ":")
     )
     return dg.MaterializeResult(
-        value=result,
         data_version=dg.DataVersion(hashlib.sha256(data_version.encode()).hexdigest()[:16]),
         metadata={
             "index_version": result.version or 0,
@@ -256,8 +272,8 @@ def vector_index(
             "by_format": dg.MetadataValue.json(totals["by_format"]),
             "index_rows_total": db.count_chunks(),
             "manifest_digest": digest,
-            "model_id": embeddings.model_id,
-            "model_version": embeddings.model_version,
+            "model_id": batch.model_id,
+            "model_version": batch.model_version,
             "code_version": CODE_VERSION,
             "code_revision": code_revision(),
             "store_uri": store.store_config().uri,
@@ -285,8 +301,6 @@ def retrieval_eval(
     store: VectorStoreResource,
     query_generator: QueryGeneratorResource,
 ) -> dg.MaterializeResult:
-    from mdp.pipeline import eval_stage, generated_queries
-
     config = settings.load()
     db = store.open(read_only=True)
     queries = qrels = None

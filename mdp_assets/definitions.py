@@ -8,8 +8,8 @@ import json
 
 import dagster as dg
 
-from mdp.pipeline import search_upkeep
 from mdp.search_index import sentence_model_key
+from mdp.stages import search_upkeep
 from mdp.watch import source_fingerprint
 from mdp_assets.assets import (
     embeddings,
@@ -21,6 +21,7 @@ from mdp_assets.assets import (
 )
 from mdp_checks import ALL_CHECKS
 from mdp_resources import SOURCES_PARTITIONS, MdpSettings, MLXEncoderResource, VectorStoreResource
+from mdp_resources.io import JsonRecordIOManager
 from mdp_resources.language_models import QueryGeneratorResource
 
 INGEST_ASSETS = [raw_documents, parsed_chunks, validated_samples, embeddings, vector_index]
@@ -124,6 +125,8 @@ def project_resources(settings: MdpSettings | None = None) -> dict[str, object]:
         "settings": settings,
         "encoder": MLXEncoderResource(settings=settings),
         "store": VectorStoreResource(settings=settings),
+        # assets hand each other small JSON records (references); payloads are staged in the store
+        "io_manager": JsonRecordIOManager(),
         # Off until model_path names a local mlx-lm folder: then retrieval_eval writes its own queries
         # when the corpus has no labelled ones.
         "query_generator": QueryGeneratorResource(),

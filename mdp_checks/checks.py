@@ -1,15 +1,19 @@
 """Asset checks on the pipeline's stages.
 
-The checks on ``validated_samples`` and ``embeddings`` guard the index: they are
-blocking, so a failure stops ``vector_index`` from being written. The check on
-``vector_index`` blocks ``retrieval_eval``. The check functions themselves are
-plain functions over the stage outputs (``mdp.quality``), testable without Dagster.
+The checks on ``validated_samples`` and ``embeddings`` guard the index: they are blocking, so a
+failure stops ``vector_index`` from being written (``mdp ingest`` runs the same blocking rules, see
+``mdp.stages.blocking_rules``). The check on ``vector_index`` blocks ``retrieval_eval``. The rules
+themselves are plain functions (``mdp.quality``), testable without Dagster; a check loads what its
+asset staged (``StageRef``) and calls one rule.
 """
 
 import dagster as dg
 
 from mdp import quality as rules
-from mdp.pipeline import DiscoveryPlan, EmbeddedBatch, EvalResult, ValidatedBatch
+from mdp.evaluation import EvalResult
+from mdp.stages import DiscoveryPlan, EmbeddedBatch, ValidatedBatch, staging
+from mdp.stages.embed import batch_vectors
+from mdp.stages.staging import StageRef
 from mdp_resources import SOURCES_PARTITIONS, MdpSettings, VectorStoreResource
 
 
@@ -26,20 +30,11 @@ def _result(outcome: rules.RuleOutcome) -> dg.AssetCheckResult:
     asset="validated_samples",
     partitions_def=SOURCES_PARTITIONS,
     blocking=True,
-    description="Every chunk and quarantine record validates against its versioned schema.",
+    description="The staged records were written with the schema versions this code reads (a hand-over "
+    "between code versions, e.g. a step run by a pod with older code, fails here).",
 )
-def schema_validity(validated_samples: ValidatedBatch) -> dg.AssetCheckResult:
-    return _result(rules.schema_validity(validated_samples))
-
-
-@dg.asset_check(
-    asset="validated_samples",
-    partitions_def=SOURCES_PARTITIONS,
-    blocking=True,
-    description="No blank chunk and no repeated chunk id; repeated texts across documents are reported.",
-)
-def no_empty_or_duplicate_chunks(validated_samples: ValidatedBatch) -> dg.AssetCheckResult:
-    return _result(rules.no_empty_or_duplicate_chunks(validated_samples))
+def schema_version(store: VectorStoreResource, validated_samples: StageRef) -> dg.AssetCheckResult:
+    return _result(rules.schema_versions(staging.staged_schema_versions(store.open(), validated_samples)))
 
 
 @dg.asset_check(
@@ -50,9 +45,11 @@ def no_empty_or_duplicate_chunks(validated_samples: ValidatedBatch) -> dg.AssetC
     description="Accounting: every discovered file ends as chunks or a quarantine record with a reason.",
 )
 def documents_accounted_for(
-    validated_samples: ValidatedBatch, raw_documents: DiscoveryPlan
+    store: VectorStoreResource, validated_samples: StageRef, raw_documents: StageRef
 ) -> dg.AssetCheckResult:
-    return _result(rules.documents_accounted_for(raw_documents, validated_samples))
+    db = store.open()
+    plan = staging.load(db, raw_documents, DiscoveryPlan)
+    return _result(rules.documents_accounted_for(plan, staging.load(db, validated_samples, ValidatedBatch)))
 
 
 @dg.asset_check(
@@ -62,8 +59,10 @@ def documents_accounted_for(
     description="Embedding sanity: the model's dimension, finite values, unit norm, and no chunk "
     "longer than the encoder's window (it would be truncated, losing text).",
 )
-def embeddings_are_sane(embeddings: EmbeddedBatch) -> dg.AssetCheckResult:
-    return _result(rules.embeddings_are_sane(embeddings))
+def embeddings_are_sane(store: VectorStoreResource, embeddings: StageRef) -> dg.AssetCheckResult:
+    db = store.open()
+    batch = staging.load(db, embeddings, EmbeddedBatch)
+    return _result(rules.embeddings_are_sane(batch, batch_vectors(db, batch)))
 
 
 @dg.asset_check(
@@ -87,14 +86,11 @@ def index_matches_manifest(
 def quarantine_rate(
     context: dg.AssetCheckExecutionContext, settings: MdpSettings, store: VectorStoreResource
 ) -> dg.AssetCheckResult:
-    config = settings.load()
+    quality = settings.load().quality
     db = store.open(read_only=True)
     return _result(
         rules.quarantine_rate(
-            db,
-            context.partition_key,
-            config.quality.quarantine_warn_rate,
-            config.quality.quarantine_error_rate,
+            db, context.partition_key, quality.quarantine_warn_rate, quality.quarantine_error_rate
         )
     )
 
@@ -105,9 +101,11 @@ def quarantine_rate(
     description="Language and encoding sanity: scripts in the text, and damaged characters (U+FFFD, "
     "control characters) that betray a wrong encoding.",
 )
-def text_is_sane(settings: MdpSettings, validated_samples: ValidatedBatch) -> dg.AssetCheckResult:
-    config = settings.load()
-    return _result(rules.text_sanity(validated_samples, config.quality.max_replacement_char_rate))
+def text_is_sane(
+    settings: MdpSettings, store: VectorStoreResource, validated_samples: StageRef
+) -> dg.AssetCheckResult:
+    batch = staging.load(store.open(), validated_samples, ValidatedBatch)
+    return _result(rules.text_sanity(batch, settings.load().quality.max_replacement_char_rate))
 
 
 @dg.asset_check(
@@ -115,12 +113,13 @@ def text_is_sane(settings: MdpSettings, validated_samples: ValidatedBatch) -> dg
     partitions_def=SOURCES_PARTITIONS,
     description="Chunk length distribution (token percentiles); warns when too many chunks are fragments.",
 )
-def chunk_lengths(settings: MdpSettings, validated_samples: ValidatedBatch) -> dg.AssetCheckResult:
-    config = settings.load()
+def chunk_lengths(
+    settings: MdpSettings, store: VectorStoreResource, validated_samples: StageRef
+) -> dg.AssetCheckResult:
+    quality = settings.load().quality
+    batch = staging.load(store.open(), validated_samples, ValidatedBatch)
     return _result(
-        rules.chunk_length_distribution(
-            validated_samples, config.quality.min_chunk_tokens, config.quality.max_fragment_rate
-        )
+        rules.chunk_length_distribution(batch, quality.min_chunk_tokens, quality.max_fragment_rate)
     )
 
 
@@ -129,9 +128,13 @@ def chunk_lengths(settings: MdpSettings, validated_samples: ValidatedBatch) -> d
     partitions_def=SOURCES_PARTITIONS,
     description="Near-duplicate documents among this run's documents (cosine of mean chunk vectors).",
 )
-def near_duplicates(settings: MdpSettings, embeddings: EmbeddedBatch) -> dg.AssetCheckResult:
-    config = settings.load()
-    return _result(rules.near_duplicate_documents(embeddings, config.quality.near_duplicate_cosine))
+def near_duplicates(
+    settings: MdpSettings, store: VectorStoreResource, embeddings: StageRef
+) -> dg.AssetCheckResult:
+    db = store.open()
+    batch = staging.load(db, embeddings, EmbeddedBatch)
+    threshold = settings.load().quality.near_duplicate_cosine
+    return _result(rules.near_duplicate_documents(batch, batch_vectors(db, batch), threshold))
 
 
 @dg.asset_check(
@@ -162,9 +165,8 @@ def retrieval_quality_no_regression(
         accepted=db.accepted_baseline(key),
     )
     if outcome.passed and "value" in outcome.metadata:  # the new accepted value, kept with the index
-        db.accept_baseline(
-            key, {"value": outcome.metadata["value"], "index_version": retrieval_eval.index_version}
-        )
+        values = {"value": outcome.metadata["value"], "index_version": retrieval_eval.index_version}
+        db.accept_baseline(key, values)
     return _result(outcome)
 
 
@@ -174,8 +176,7 @@ ALL_CHECKS = [
     chunk_lengths,
     near_duplicates,
     retrieval_quality_no_regression,
-    schema_validity,
-    no_empty_or_duplicate_chunks,
+    schema_version,
     documents_accounted_for,
     embeddings_are_sane,
     index_matches_manifest,

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from mdp.config import MdpConfig, SourceConfig, config_path, describe_validation_error, load_config
 from mdp.runtime import configure_process
 from mdp_cli import passwords
+from mdp_cli.progress import parse_bar
 
 try:  # typer >= 0.22 carries its own copy of click
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -173,7 +174,7 @@ def ingest(
     ] = None,
 ) -> None:
     """Run the graph up to vector_index for PATHS (incremental: unchanged files are skipped)."""
-    from mdp.pipeline import run_ingest
+    from mdp.stages import run_ingest
 
     config = _config(config_file, store)
     taken: set[str] = set()
@@ -189,10 +190,12 @@ def ingest(
             password or [], password_file or [], password_env or [], password_prompt or [], _err
         )
     )
+    show = not as_json or sys.stderr.isatty()
     report = run_ingest(
         config,
         sources,
-        progress=not as_json or sys.stderr.isatty(),
+        progress=parse_bar if show else None,
+        show_embed_progress=show,
         log=_err,
         retry_quarantined=retry_quarantined,
     ).as_dict()
@@ -262,7 +265,7 @@ def eval_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Index a BEIR-format set if needed and score every strategy on it."""
-    from mdp.pipeline import BEIR_PROTOCOLS, evaluate_beir
+    from mdp.evaluation import BEIR_PROTOCOLS, evaluate_beir
 
     if protocol not in BEIR_PROTOCOLS:
         raise typer.BadParameter(f"choose one of {', '.join(BEIR_PROTOCOLS)}", param_hint="--protocol")
@@ -270,7 +273,9 @@ def eval_command(
     if not store:
         suffix = "" if protocol == "pipeline" else f"-{protocol}"
         config.store.uri = str((Path("var") / "beir" / f"{beir.resolve().name}{suffix}").resolve())
-    result = evaluate_beir(config, beir.resolve(), protocol=protocol, progress=True, log=_err)
+    result = evaluate_beir(
+        config, beir.resolve(), protocol=protocol, progress=parse_bar, show_embed_progress=True, log=_err
+    )
     human = result["table"]
     _emit(result, as_json, human)
 

@@ -105,7 +105,7 @@ def test_megabyte_runs_without_whitespace_finish_and_keep_their_neighbours(tmp_p
     reasons = [q.reason for o in outcomes.values() for q in o.quarantine]
     assert not [r for r in reasons if "timeout" in r or "memory" in r], reasons
     rows_outcome = outcomes["rows.jsonl"]
-    kept = {d.external_id for d, _ in rows_outcome.documents}
+    kept = {d.document.external_id for d in rows_outcome.documents}
     assert {"good-1", "good-2"} <= kept
     assert rows_outcome.discovered == 3 and outcomes["blob.md"].discovered == 1
     for record in (q for o in outcomes.values() for q in o.quarantine):

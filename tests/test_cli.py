@@ -110,7 +110,7 @@ def test_beir_protocols_passages_and_pipeline(tmp_path, encoder):
     """passages: one passage per document, however long (the encoder truncates, as in BEIR);
     pipeline: the configured chunking."""
     from mdp.config import MdpConfig
-    from mdp.pipeline import evaluate_beir
+    from mdp.evaluation import evaluate_beir
     from mdp.store import VectorStore
 
     beir = _tiny_beir(tmp_path)
@@ -138,9 +138,8 @@ def test_eval_metrics_equal_ranx_on_the_same_run(tmp_path, encoder, strategy):
     from ranx import Qrels, Run, evaluate
 
     from mdp.config import MdpConfig
-    from mdp.evaluation import load_beir
+    from mdp.evaluation import evaluate_beir, load_beir
     from mdp.metrics import evaluate_run
-    from mdp.pipeline import evaluate_beir
     from mdp.retrieval import Retriever
     from mdp.store import VectorStore
 

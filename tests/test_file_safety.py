@@ -50,7 +50,7 @@ def _swap(root: Path, outside: Path) -> None:
 
 
 def _texts(outcomes) -> str:
-    return "\n".join(c.text for o in outcomes for _, chunks in o.documents for c in chunks)
+    return "\n".join(c.text for o in outcomes for d in o.documents for c in d.chunks)
 
 
 def test_swaps_after_discovery_are_quarantined_and_nothing_outside_is_read(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_swaps_after_discovery_are_quarantined_and_nothing_outside_is_read(tmp_p
 @pytest.mark.skipif(not Path("/etc/passwd").is_file(), reason="needs /etc/passwd")
 def test_symlink_to_etc_passwd_never_reaches_the_store(tmp_path: Path, encoder) -> None:
     """The issue's case through the real stages, then every index version is searched."""
-    from mdp.pipeline import discover_stage, embed_stage, index_stage, parse_stage, validate_stage
+    from mdp.stages import discover_stage, embed_stage, index_stage, parse_stage, validate_stage
     from mdp.store import VectorStore
 
     passwd_lines = [line for line in Path("/etc/passwd").read_text().splitlines() if len(line) > 12]
@@ -98,11 +98,11 @@ def test_symlink_to_etc_passwd_never_reaches_the_store(tmp_path: Path, encoder) 
     plan = discover_stage(config, source, store)
     (root / "victim.txt").unlink()
     (root / "victim.txt").symlink_to("/etc/passwd")
-    parsed = parse_stage(config, source, plan)
+    parsed = parse_stage(config, plan)
     embedded = embed_stage(validate_stage(parsed, config.chunking), encoder, store)
     index_stage(store, plan, embedded, "run-1")
 
-    (record,) = [q for _, q, _ in parsed.quarantine]
+    (record,) = [q.record for q in parsed.quarantine]
     assert record.document_id == "src:victim.txt" and CHANGED in record.reason
     # the next run sees the symlink at discovery and refuses it there
     plan = discover_stage(config, source, store)

@@ -27,13 +27,13 @@ import pytest
 from mdp.chunking import unknown_share
 from mdp.config import MdpConfig, SourceConfig
 from mdp.ids import parse_document_id
-from mdp.pipeline import (
+from mdp.reports import source_totals
+from mdp.stages import (
     discover_stage,
     embed_stage,
     index_stage,
     parse_stage,
     run_ingest,
-    source_totals,
     validate_stage,
 )
 from mdp.store import VectorStore
@@ -163,10 +163,12 @@ def test_hostile_corpus_keeps_the_invariants(tmp_path: Path, encoder) -> None:
     # run 1, stage by stage, with the swap between discovery and parsing
     plan = discover_stage(config, source, store)
     swap(root, outside)
-    parsed = parse_stage(config, source, plan)
+    parsed = parse_stage(config, plan)
     embedded = embed_stage(validate_stage(parsed, config.chunking), encoder, store)
     index_stage(store, plan, embedded, "hostile-1")
-    changed = {q.relpath: q.reason for _, q, _ in parsed.quarantine if "changed between" in q.reason}
+    changed = {
+        q.record.relpath: q.record.reason for q in parsed.quarantine if "changed between" in q.record.reason
+    }
     assert set(changed) == {"victim.txt", "sub/inner.md"}, changed
 
     second = run_ingest(config, encoder=encoder, store=store).as_dict()  # sees the corpus as it is now

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.config import MdpConfig, SourceConfig
-from mdp.pipeline import run_ingest
 from mdp.schemas import Chunk, Document, QuarantineRecord
+from mdp.stages import run_ingest
 from mdp.store import VectorStore
 
 # file names as Linux gives them to Python: any text, undecodable bytes as surrogate escapes

@@ -91,7 +91,7 @@ def test_jsonl_line_with_invalid_utf8_is_quarantined_and_the_rest_read_as_utf8(t
 
 
 def test_refusals_under_a_symlinked_root_keep_one_record_per_file(tmp_path: Path, encoder) -> None:
-    from mdp.pipeline import run_ingest
+    from mdp.stages import run_ingest
     from mdp.store import VectorStore
 
     real = tmp_path / "real"

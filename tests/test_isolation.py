@@ -187,7 +187,8 @@ def test_documents_and_chunks_follow_the_id_contract(tmp_path: Path) -> None:
     outcomes = {o.file.relpath: o for o in _run(tmp_path, workers=1)}
 
     one = outcomes["sub/one.tok"]
-    ((document, chunks),) = one.documents
+    (chunked,) = one.documents
+    document, chunks = chunked.document, chunked.chunks
     assert document.id == "iso:sub/one.tok"
     assert document.external_id == "sub/one.tok"
     assert document.uri == (tmp_path / "sub" / "one.tok").resolve().as_uri()
@@ -197,7 +198,8 @@ def test_documents_and_chunks_follow_the_id_contract(tmp_path: Path) -> None:
 
     part = outcomes["many.tpart"]
     # accounting: 3 documents yielded + 1 failure of the rest of the file
-    ((doc_a, chunks_a),) = part.documents
+    (chunked_a,) = part.documents
+    doc_a, chunks_a = chunked_a.document, chunked_a.chunks
     assert doc_a.id == "iso:many.tpart#a" and doc_a.uri.endswith("many.tpart#a") and doc_a.external_id == "a"
     reasons = {q.reason: q for q in part.quarantine}
     assert reasons["line 2: bad record"].line == 2
@@ -241,17 +243,17 @@ def test_real_formats_through_workers(tmp_path: Path) -> None:
     for name in ("guide.md", "page.html", "notes.txt", "doc.pdf"):
         assert outcomes[name].quarantine == [] and len(outcomes[name].documents) == 1, name
     rows = outcomes["rows.jsonl"]
-    assert sorted(d.id for d, _ in rows.documents) == ["iso:rows.jsonl#r1", "iso:rows.jsonl#r2"]
+    assert sorted(d.document_id for d in rows.documents) == ["iso:rows.jsonl#r1", "iso:rows.jsonl#r2"]
     ((bad,),) = [rows.quarantine]
     assert bad.line == 2 and "invalid JSON" in bad.reason
     assert rows.discovered == 3  # three non-blank lines
 
-    pdf_doc, pdf_chunks = outcomes["doc.pdf"].documents[0]
+    pdf_chunks = outcomes["doc.pdf"].documents[0].chunks
     assert outcomes["doc.pdf"].pages == 3
     assert {p for c in pdf_chunks for p in c.pages} == {1, 2, 3}
-    all_chunks = [c for o in outcomes.values() for _, cs in o.documents for c in cs]
+    all_chunks = [c for o in outcomes.values() for d in o.documents for c in d.chunks]
     assert all(c.token_count <= 64 for c in all_chunks)
-    md_doc, md_chunks = outcomes["guide.md"].documents[0]
+    md_chunks = outcomes["guide.md"].documents[0].chunks
     assert "Title" in md_chunks[0].element_types
 
 

@@ -120,9 +120,10 @@ def test_form_values_become_chunks_with_their_extractor(tmp_path: Path) -> None:
     for name, extractor in (("form.pdf", "acroform+pdfminer"), ("xfa.pdf", "xfa")):
         outcome = outcomes[name]
         assert not outcome.quarantine, outcome.quarantine
-        ((document, chunks),) = outcome.documents
+        (chunked,) = outcome.documents
+        chunks = chunked.chunks
         assert {c.metadata["extractor"] for c in chunks} == {extractor}, name
-    form_chunks = outcomes["form.pdf"].documents[0][1]
+    form_chunks = outcomes["form.pdf"].documents[0].chunks
     assert "Applicant: Ada Lovelace" in " ".join(c.text for c in form_chunks)
 
 
@@ -177,7 +178,7 @@ def test_scanned_pdf_becomes_chunks_through_the_workers(tmp_path: Path) -> None:
     config = MdpConfig(sources=[source])
     (outcome,) = list(process_files(discover(source, config.parsing).files, config))
     assert not outcome.quarantine, outcome.quarantine
-    chunks = outcome.documents[0][1]
+    chunks = outcome.documents[0].chunks
     assert "lazy dog" in " ".join(c.text for c in chunks).lower()
     assert {c.metadata["extractor"] for c in chunks} == {"ocr"}
 

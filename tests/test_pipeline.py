@@ -9,7 +9,7 @@ import pytest
 from conftest import TINY_DOCUMENTS, TINY_QUARANTINED
 
 from mdp.config import MdpConfig, SourceConfig
-from mdp.pipeline import run_ingest
+from mdp.stages import run_ingest
 from mdp.store import VectorStore
 
 
@@ -92,22 +92,22 @@ def test_changed_jsonl_record_replaces_only_that_record(setup):
 def test_truncation_fails_the_embedding_check_unless_documents_are_whole(whole_documents: bool) -> None:
     """A chunk over the encoder's window loses text (a failure), except under the BEIR protocol
     ([chunking] strategy = "document"), whose passages the encoder truncates by design."""
-    from mdp.pipeline import EmbeddedBatch
     from mdp.quality import embeddings_are_sane
+    from mdp.records import ChunkedDocument
     from mdp.schemas import Chunk, Document
+    from mdp.stages import EmbeddedBatch
 
     doc = Document(
         id="s:a.md", source="s", uri="file:///a.md", path="/a.md", external_id="a.md",
         content_hash="a" * 64, format="markdown",
     )  # fmt: skip
     chunk = Chunk(id=Chunk.make_id(doc.id, 0), document_id=doc.id, text="long", position=0, token_count=300)
-    vector = np.ones((1, 4), dtype=np.float32) / 2.0
+    vector = np.ones(4, dtype=np.float32) / 2.0
     batch = EmbeddedBatch(
-        source="s", documents=[(doc, [chunk], vector)], quarantine=[], file_hashes={}, embedded=1,
-        cache_hits=0, seconds=0.0, model_id="m", model_version="v", dim=4, encoder_max_tokens=256,
-        truncation_expected=whole_documents,
+        source="s", documents=[ChunkedDocument(doc, [chunk], "f" * 64)], embedded=1, model_id="m",
+        model_version="v", dim=4, encoder_max_tokens=256, truncation_expected=whole_documents,
     )  # fmt: skip
-    outcome = embeddings_are_sane(batch)
+    outcome = embeddings_are_sane(batch, {chunk.text_hash: vector})
     assert outcome.passed is whole_documents
     assert outcome.metadata["chunks_over_encoder_limit"] == 1
     assert ("embeds each document's first window" in outcome.summary) is whole_documents

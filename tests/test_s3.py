@@ -9,8 +9,8 @@ from conftest import TINY_DOCUMENTS
 from moto.server import ThreadedMotoServer
 
 from mdp.config import MdpConfig, SourceConfig
-from mdp.pipeline import run_ingest
 from mdp.retrieval import Retriever
+from mdp.stages import run_ingest
 from mdp.store import VectorStore
 
 

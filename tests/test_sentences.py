@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from mdp.config import MdpConfig, SourceConfig
-from mdp.pipeline import backfill_sentence_vectors, run_ingest
 from mdp.retrieval import RetrievalConfig, Retriever, clear_index_cache
 from mdp.sentences import chunk_sentences, split_sentences
+from mdp.stages import backfill_sentence_vectors, run_ingest
 from mdp.store import VectorStore
 
 

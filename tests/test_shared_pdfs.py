@@ -63,7 +63,7 @@ def test_every_pdf_ends_as_chunks_or_a_reason(outcomes: dict[str, FileOutcome]) 
     for name, outcome in outcomes.items():
         assert outcome.discovered == 1, name  # one document per PDF: chunked or quarantined
         if outcome.documents:
-            (_, chunks) = outcome.documents[0]
+            chunks = outcome.documents[0].chunks
             assert chunks and all(c.text.strip() and c.token_count <= 256 for c in chunks), name
         else:
             (record,) = outcome.quarantine
@@ -110,7 +110,7 @@ def test_one_pdf_per_category(category: str, outcomes: dict[str, FileOutcome]) -
         assert outcome.chunk_count > 0 or reason.startswith("corrupt: "), (name, reason)
     else:  # text layers of every other kind: forms, columns, non-Latin, OCR layers, rotated...
         assert outcome.chunk_count > 0, (name, reason)
-        pages = {p for _, chunks in outcome.documents for c in chunks for p in c.pages}
+        pages = {p for d in outcome.documents for c in d.chunks for p in c.pages}
         assert pages, name
 
 
@@ -122,8 +122,8 @@ def test_no_chunk_holds_unmapped_glyphs_and_counts_add_up(outcomes: dict[str, Fi
     garbage = [
         (name, c.text[:80])
         for name, outcome in outcomes.items()
-        for _, chunks in outcome.documents
-        for c in chunks
+        for d in outcome.documents
+        for c in d.chunks
         if GARBAGE.search(c.text)
     ]
     assert not garbage
@@ -131,22 +131,23 @@ def test_no_chunk_holds_unmapped_glyphs_and_counts_add_up(outcomes: dict[str, Fi
     quarantined = sum(len(o.quarantine) for o in outcomes.values())
     assert chunked + quarantined == 55
     for outcome in outcomes.values():
-        for _, chunks in outcome.documents:
-            assert all(c.metadata.get("extractor") for c in chunks)
+        for d in outcome.documents:
+            assert all(c.metadata.get("extractor") for c in d.chunks)
 
 
 def test_geotopo_is_readable_german(outcomes: dict[str, FileOutcome]) -> None:
     outcome = outcomes["pysf_GeoTopo-komprimiert.pdf"]
     assert outcome.documents, reason_of(outcome)
-    ((document, chunks),) = outcome.documents
-    text = " ".join(c.text for c in chunks)
+    (chunked,) = outcome.documents
+    document = chunked.document
+    text = " ".join(c.text for c in chunked.chunks)
     for word in ("Topologie", "Mannigfaltigkeit", "Überlagerung", "für", "Homöomorphismus"):
         assert word in text, word
     assert document.metadata["extractor"] == "pdfium" and document.metadata["text_fidelity"] >= 0.9
 
 
 def test_form_values_are_indexed(outcomes: dict[str, FileOutcome]) -> None:
-    (_, chunks) = outcomes["pysf_libreoffice-form.pdf"].documents[0]
+    chunks = outcomes["pysf_libreoffice-form.pdf"].documents[0].chunks
     assert "First Name: Alice" in " ".join(c.text for c in chunks)
 
 
@@ -159,7 +160,8 @@ def test_scans_are_read_by_ocr(outcomes: dict[str, FileOutcome]) -> None:
     assert reason_of(read.pop("pysf_imagemagick-CCITTFaxDecode.pdf")).startswith("no text found: OCR")
     for name, outcome in read.items():
         assert outcome.chunk_count > 0, (name, reason_of(outcome))
-        ((document, _),) = outcome.documents
+        (chunked,) = outcome.documents
+        document = chunked.document
         assert document.metadata["extractor"] == "ocr" and document.metadata["ocr_confidence"] >= 50, name
-    lorem = " ".join(c.text for c in outcomes["unst_loremipsum-flat.pdf"].documents[0][1])
+    lorem = " ".join(c.text for c in outcomes["unst_loremipsum-flat.pdf"].documents[0].chunks)
     assert "Lorem ipsum dolor sit amet" in lorem

@@ -48,7 +48,7 @@ def _documents(limit: int | None) -> tuple[list[tuple[str, str]], str]:
 
 
 def _timed_ingest(config: MdpConfig, source: SourceConfig, encoder: Any, store: Any) -> tuple[float, dict]:
-    from mdp.pipeline import run_ingest
+    from mdp.stages import run_ingest
 
     started = time.perf_counter()
     report = run_ingest(config, [source], encoder=encoder, store=store).as_dict()

@@ -167,7 +167,8 @@ def run_fidelity() -> dict[str, Any]:
     reasons: Counter[str] = Counter()
     chunked = quarantined = 0
     for outcome in process_files(files, config):
-        for document, document_chunks in outcome.documents:
+        for chunked_document in outcome.documents:
+            document, document_chunks = chunked_document.document, chunked_document.chunks
             chunked += 1
             by_extractor[str(document.metadata.get("extractor", "?"))] += 1
             mixed += "extractor_pages" in document.metadata
