@@ -238,7 +238,7 @@ class SentenceEncoder:
         self.profile = profile
         self.batch_tokens = int(batch_tokens) if batch_tokens is not None else profile.batch_tokens
         self.device_batch_tokens = profile.batch_tokens
-        self.pooling, self.normalize_module, self.include_prompt = self._read_modules()
+        self.pooling, self.include_prompt = self._read_modules()
         self.tokenizer = load_tokenizer(self.model_dir)
         declared_query, declared_document = folder_prompts(self.model_dir)
         self.query_prompt = declared_query if query_prompt is None else query_prompt
@@ -314,7 +314,9 @@ class SentenceEncoder:
 
     # -- metadata ----------------------------------------------------------------------------
 
-    def _read_modules(self) -> tuple[str, bool, bool]:
+    def _read_modules(self) -> tuple[str, bool]:
+        """(pooling mode, whether pooling includes the prompt's tokens). Vectors are always
+        normalised: search scores them by dot product, whether or not the folder has a Normalize."""
         modules = _read_json(self.model_dir / "modules.json") or []
         pooling_dir = next(
             (m.get("path", "") for m in modules if str(m.get("type", "")).endswith(".Pooling")), "1_Pooling"
@@ -328,8 +330,7 @@ class SentenceEncoder:
         else:
             enabled = [k for k, v in pooling_cfg.items() if k.startswith("pooling_mode") and v]
             raise ValueError(f"{self.model_dir}: pooling {enabled} not supported (mean or cls only)")
-        normalize = any(str(m.get("type", "")).endswith(".Normalize") for m in modules)
-        return mode, normalize, bool(pooling_cfg.get("include_prompt", True))
+        return mode, bool(pooling_cfg.get("include_prompt", True))
 
     def _model_id(self) -> str:
         if self.is_default:

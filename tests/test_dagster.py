@@ -75,7 +75,7 @@ def test_definitions_hold_the_graph_checks_schedules_and_sensor():
     assert parents["retrieval_eval"] == {"vector_index"}
     checks = {k.name: k for k in graph.asset_check_keys}
     assert {
-        "schema_validity",
+        "schema_version",
         "documents_accounted_for",
         "embeddings_are_sane",
         "index_matches_manifest",
@@ -116,6 +116,10 @@ def test_full_materialization_records_metadata_and_passes_checks(tmp_path, tiny_
     assert Path(mat.metadata["ndcg_history_plot"].value).stat().st_size > 1000
     assert "| version |" in meta["vector_index"]["version_history"].value
     assert meta["vector_index"]["store_size_mb"].value > 0
+    # Assets hand each other references: what Dagster stores per output is a small JSON record.
+    outputs = [p for p in Path(instance.storage_directory()).rglob("*.json") if p.is_file()]
+    assert {p.parent.name for p in outputs} >= {"raw_documents", "parsed_chunks", "embeddings"}
+    assert max(p.stat().st_size for p in outputs) < 4096, sorted((p.stat().st_size, p.name) for p in outputs)
 
     # A no-op re-run: nothing embedded, same data version for the index.
     again = defs.resolve_job_def("ingest_source").execute_in_process(partition_key="tiny", instance=instance)

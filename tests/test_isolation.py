@@ -199,7 +199,7 @@ def test_documents_and_chunks_follow_the_id_contract(tmp_path: Path) -> None:
     part = outcomes["many.tpart"]
     # accounting: 3 documents yielded + 1 failure of the rest of the file
     (chunked_a,) = part.documents
-    doc_a, chunks_a = chunked_a.document, chunked_a.chunks
+    doc_a = chunked_a.document
     assert doc_a.id == "iso:many.tpart#a" and doc_a.uri.endswith("many.tpart#a") and doc_a.external_id == "a"
     reasons = {q.reason: q for q in part.quarantine}
     assert reasons["line 2: bad record"].line == 2
