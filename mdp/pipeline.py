@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from mdp.config import ChunkingConfig, MdpConfig, SourceConfig
 from mdp.ids import document_id
+from mdp.records import ChunkedDocument, QuarantinedDocument
 from mdp.schemas import Chunk, Document, QuarantineRecord, SourceFile
 from mdp.sentences import sentences_by_hash
 
@@ -362,15 +363,20 @@ def index_stage(
     vanished_in_changed_files = [
         doc_id for ids in plan.stale_document_ids.values() for doc_id in ids if doc_id not in produced
     ]
+    documents: list[ChunkedDocument] = []
+    vectors: dict[str, np.ndarray] = {}
+    for document, chunks, matrix in batch.documents:
+        documents.append(ChunkedDocument(document, chunks, batch.file_hashes.get(document.id, "")))
+        vectors.update(zip((c.text_hash for c in chunks), matrix, strict=True))
     result = store.apply(
         plan.source,
-        upserts=batch.documents,
-        quarantined=batch.quarantine,
-        deleted_document_ids=sorted(set(plan.deleted_document_ids) | set(vanished_in_changed_files)),
-        file_hashes=batch.file_hashes,
-        run_id=run_id,
+        documents,
+        [QuarantinedDocument(record, file_hash, d) for d, record, file_hash in batch.quarantine],
+        sorted(set(plan.deleted_document_ids) | set(vanished_in_changed_files)),
         model_id=batch.model_id,
         model_version=batch.model_version,
+        run_id=run_id,
+        vectors=vectors,
     )
     if config is not None:
         search_upkeep(store, config, f"{batch.model_id}@{batch.model_version}")
