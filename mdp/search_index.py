@@ -51,6 +51,7 @@ from mdp.config import RetrievalConfig
 from mdp.schemas import text_hash
 from mdp.sentences import chunk_sentences
 from mdp.store import CHUNKS, VectorStore
+from mdp.store.lance import is_local, local_path
 
 FORMAT = 1
 SEARCH_DIR = "_mdp_search"
@@ -200,8 +201,8 @@ class DeltaBM25:
 # ------------------------------------------------------------------ the base on disk
 def search_root(store: VectorStore) -> Path:
     """Where a store's bases live: inside a local store's folder, else in a local cache folder."""
-    if "://" not in store.uri or store.uri.startswith("file://"):
-        return Path(store.uri.removeprefix("file://")) / SEARCH_DIR
+    if is_local(store.uri):
+        return local_path(store.uri) / SEARCH_DIR
     digest = hashlib.sha256(store.uri.encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"mdp-search-{digest}"
 
@@ -340,6 +341,7 @@ def build_base(
             "dim": dim,
             "avg_len": float(rows.lengths().mean()) if n else 1.0,
             "analyzer": analyzer_key(config),
+            "version_written_at": _version_written_at(store, version),
             "built_at": time.time(),
             "build_s": round(time.perf_counter() - started, 2),
         }
@@ -686,8 +688,23 @@ def build_vector_index(store: VectorStore, config: RetrievalConfig, log: Log | N
     return {"ann_index": config.ann_index, "rows": rows, "build_s": round(seconds, 2)}
 
 
+def _version_written_at(store: VectorStore, version: int) -> str | None:
+    """When ``version`` of the chunks table was committed: with its number, it tells this store's
+    version apart from the same number of a store deleted and made again at the same URI."""
+    for info in store.versions():
+        if info.version == int(version):
+            return info.timestamp.isoformat()
+    return None
+
+
 def base_is_usable(store: VectorStore, base: Base, model_key: str | None) -> bool:
-    """Whether ``base`` can serve a search that uses ``model_key``'s sentence vectors (None: none)."""
+    """Whether ``base`` describes this store, and can serve a search that uses ``model_key``'s
+    sentence vectors (None: none)."""
+    # A remote store's base lives in a local cache folder that outlives the store: check that the
+    # version it was built from is this store's (row ids of another store mean other rows).
+    remote = not is_local(store.uri)
+    if remote and base.meta.get("version_written_at") != _version_written_at(store, base.version):
+        return False
     if model_key is None:
         return True
     meta = base.sentences_meta(model_key)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_retrieval import CORPUS, ENCODER, SOURCE, doc_entry
+from test_retrieval import CORPUS, ENCODER, doc_entry, index
 
 from mdp.evaluation import evaluate_retriever, load_beir, load_labelled_queries, load_qrels
 from mdp.retrieval import Retriever
@@ -50,7 +50,7 @@ def test_load_labelled_queries(tmp_path: Path) -> None:
 
 def test_evaluate_retriever_reports_every_strategy(tmp_path: Path) -> None:
     store = VectorStore(str(tmp_path / "store"))
-    store.apply(SOURCE, [doc_entry(n, p) for n, p in CORPUS.items()], [], [])
+    index(store, [doc_entry(n, p) for n, p in CORPUS.items()])
     queries = {"q1": "purring kitten", "q2": "yeast flour baking", "q3": "orbit launch"}
     qrels = {"q1": {"cats.md": 1}, "q2": {"bread.md": 2}, "q3": {"rockets.md": 1, "ocean.md": 0}}
     report = evaluate_retriever(

@@ -111,7 +111,7 @@ def test_symlink_to_etc_passwd_never_reaches_the_store(tmp_path: Path, encoder) 
     everything = []
     for info in store.versions():
         everything += store.chunks_frame(version=info.version)["text"].tolist()
-    everything += [str(v) for v in store._documents_arrow().to_pylist()]
+    everything += [str(v) for v in store.manifest_table().to_pylist()]
     blob = "\n".join(everything)
     assert "other.md" in blob  # the search looks at real content
     assert not [line for line in passwd_lines if line in blob]

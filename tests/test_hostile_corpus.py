@@ -126,13 +126,13 @@ def everything_stored(store: VectorStore) -> str:
     for info in store.versions():
         frame = store.chunks_frame(version=info.version)
         parts += frame["text"].tolist() + frame["path"].tolist() + frame["metadata"].tolist()
-    parts += [json.dumps(row, default=str) for row in store._documents_arrow().to_pylist()]
+    parts += [json.dumps(row, default=str) for row in store.manifest_table().to_pylist()]
     return "\n".join(parts)
 
 
 def check_invariants(report: dict, store: VectorStore, tokenizer) -> None:
     assert report["discovered"] == report["chunked_documents"] + report["quarantined"]
-    frame = store._documents_arrow("hostile").to_pandas()
+    frame = store.manifest_table("hostile").to_pandas()
     assert frame["document_id"].is_unique
     totals = source_totals(store, "hostile")
     assert totals["discovered"] == report["discovered"] == len(frame)

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdp.config import MdpConfig, SourceConfig
+from mdp.records import ChunkedDocument, QuarantinedDocument
 from mdp.schemas import Chunk, Document, QuarantineRecord
 from mdp.stages import run_ingest
 from mdp.store import VectorStore
@@ -146,7 +147,7 @@ def test_duplicate_jsonl_id_is_quarantined_under_its_own_id(tmp_path: Path, enco
     assert dup["document_id"] == "ids:rows.jsonl@3"
     assert "duplicate id 'r1'" in dup["reason"] and "line 1" in dup["reason"]
     keys = store.quarantine()["document_id"].tolist() + list(store.manifest("ids"))
-    frame = store._documents_arrow("ids").to_pandas()
+    frame = store.manifest_table("ids").to_pandas()
     assert frame["document_id"].is_unique, frame["document_id"].tolist()
     assert len(set(keys)) == 4
     texts = store.chunks_frame(columns=["document_id", "text"])
@@ -162,7 +163,7 @@ def test_duplicate_jsonl_id_is_quarantined_under_its_own_id(tmp_path: Path, enco
     assert (third["discovered"], third["chunked_documents"], third["quarantined"]) == (5, 4, 1)
 
 
-def _doc(doc_id: str, text: str) -> tuple[Document, list[Chunk], np.ndarray]:
+def _doc(doc_id: str, text: str, file_hash: str = "") -> ChunkedDocument:
     document = Document(
         id=doc_id,
         source="src",
@@ -173,19 +174,25 @@ def _doc(doc_id: str, text: str) -> tuple[Document, list[Chunk], np.ndarray]:
         format="text",
     )
     chunk = Chunk(id=Chunk.make_id(doc_id, 0), document_id=doc_id, text=text, position=0, token_count=3)
-    return document, [chunk], np.ones((1, 4), dtype=np.float32) / 2
+    return ChunkedDocument(document, [chunk], file_hash)
 
 
 def test_apply_refuses_duplicate_keys_before_writing_anything(tmp_path: Path) -> None:
     store = VectorStore(str(tmp_path / "store"))
-    store.apply("src", [_doc("src:x", "first text")], file_hashes={"src:x": "f" * 64})
+    first = _doc("src:x", "first text", file_hash="f" * 64)
+    vector = np.ones(4, dtype=np.float32) / 2
+    store.apply("src", [first], model_id="m", model_version="1", vectors={first.chunks[0].text_hash: vector})
     before = (store.version(), store.manifest(), len(store.versions()))
     record = QuarantineRecord(source="src", path="/data/x", reason="line 3: bad", stage="parse")
     for upserts, quarantined in (
         ([_doc("src:y", "one"), _doc("src:y", "two")], []),
-        ([_doc("src:z", "three")], [(None, record.model_copy(update={"document_id": "src:z"}), "f" * 64)]),
-        ([], [(None, record.model_copy(update={"document_id": "src:q"}), "")] * 2),
+        (
+            [_doc("src:z", "three")],
+            [QuarantinedDocument(record.model_copy(update={"document_id": "src:z"}), "f" * 64)],
+        ),
+        ([], [QuarantinedDocument(record.model_copy(update={"document_id": "src:q"}), "")] * 2),
     ):
+        vectors = {c.text_hash: vector for d in upserts for c in d.chunks}
         with pytest.raises(ValueError, match="more than once"):
-            store.apply("src", upserts, quarantined)
+            store.apply("src", upserts, quarantined, model_id="m", model_version="1", vectors=vectors)
         assert (store.version(), store.manifest(), len(store.versions())) == before

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mdp.records import ChunkedDocument
 from mdp.retrieval import RetrievalConfig, Retriever, rrf_fuse, weighted_fuse
 from mdp.schemas import Chunk, Document, sha256_bytes
-from mdp.store import VectorStore
+from mdp.store import ApplyResult, VectorStore
 
 DIM = 256
 STOP = {"the", "and", "why", "are", "that", "they", "from", "has", "into", "most", "around", "for"}
@@ -52,7 +54,7 @@ class HashEncoder:
 ENCODER = HashEncoder()
 
 
-def doc_entry(name: str, parts: list[str]) -> tuple[Document, list[Chunk], np.ndarray]:
+def doc_entry(name: str, parts: list[str]) -> ChunkedDocument:
     doc_id = f"{SOURCE}:{name}"
     document = Document(
         id=doc_id,
@@ -67,13 +69,20 @@ def doc_entry(name: str, parts: list[str]) -> tuple[Document, list[Chunk], np.nd
         Chunk(id=Chunk.make_id(doc_id, i), document_id=doc_id, text=t, position=i, token_count=len(t.split()))
         for i, t in enumerate(parts)
     ]
-    return document, chunks, ENCODER.encode([c.text for c in chunks])
+    return ChunkedDocument(document, chunks)
+
+
+def index(store: VectorStore, documents: list[ChunkedDocument], deleted: Sequence[str] = ()) -> ApplyResult:
+    """Apply ``documents`` (and ``deleted``) with the HashEncoder's vectors of their chunks."""
+    texts = {c.text_hash: c.text for d in documents for c in d.chunks}
+    vectors = dict(zip(texts, ENCODER.encode(list(texts.values())), strict=True))
+    return store.apply(SOURCE, documents, [], deleted, model_id="hash", model_version="1", vectors=vectors)
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> VectorStore:
     s = VectorStore(str(tmp_path / "store"))
-    s.apply(SOURCE, [doc_entry(n, p) for n, p in CORPUS.items()], [], [])
+    index(s, [doc_entry(n, p) for n, p in CORPUS.items()])
     return s
 
 
@@ -103,7 +112,7 @@ def test_delete_removes_from_every_strategy(store: VectorStore) -> None:
     retriever = Retriever(store, ENCODER, config=RetrievalConfig(refresh_interval_s=0))
     assert retriever.search("whales deep ocean", "bm25", k=1)[0].external_id == "ocean.md"
     old_version = store.version()
-    store.apply(SOURCE, [], [], [f"{SOURCE}:ocean.md"])
+    index(store, [], [f"{SOURCE}:ocean.md"])
     for strategy in ("vector", "bm25", "hybrid", "hybrid_rrf"):
         hits = retriever.search("whales deep ocean", strategy, k=10)
         assert all(h.external_id != "ocean.md" for h in hits), strategy
@@ -115,7 +124,7 @@ def test_delete_removes_from_every_strategy(store: VectorStore) -> None:
 
 def test_changed_document_is_searched_by_its_new_text(store: VectorStore) -> None:
     retriever = Retriever(store, ENCODER, config=RetrievalConfig(refresh_interval_s=0))
-    store.apply(SOURCE, [doc_entry("dogs.md", ["Wolves howl at the moon."])], [], [])
+    index(store, [doc_entry("dogs.md", ["Wolves howl at the moon."])])
     assert retriever.search("wolves howl", "hybrid", k=1)[0].external_id == "dogs.md"
     assert retriever.search("puppies training walks", "bm25", k=5) == []
     assert len(retriever) == 8

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mdp.evaluation import evaluate_retriever, load_beir
+from mdp.records import ChunkedDocument
 from mdp.retrieval import Retriever
 from mdp.schemas import Chunk, Document, sha256_bytes
 from mdp.store import VectorStore
@@ -24,7 +25,8 @@ def test_bm25_ndcg_on_scifact(tmp_path: Path) -> None:
     data = load_beir(SCIFACT)
     assert (len(data.corpus), len(data.queries)) == (5183, 300)
     rng = np.random.default_rng(0)
-    upserts = []
+    documents: list[ChunkedDocument] = []
+    vectors: dict[str, np.ndarray] = {}
     for row in data.corpus:
         text = f"{row['title']} {row['text']}".strip()
         doc_id = f"scifact:corpus.jsonl#{row['_id']}"
@@ -40,9 +42,10 @@ def test_bm25_ndcg_on_scifact(tmp_path: Path) -> None:
         chunk = Chunk(id=Chunk.make_id(doc_id, 0), document_id=doc_id, text=text, position=0, token_count=1)
         # BM25 does not look at vectors; random ones (never zero) keep the store valid.
         vector = rng.normal(size=(1, 16)).astype(np.float32)
-        upserts.append((document, [chunk], vector / np.linalg.norm(vector)))
+        documents.append(ChunkedDocument(document, [chunk]))
+        vectors[chunk.text_hash] = vector[0] / np.linalg.norm(vector)
     store = VectorStore(str(tmp_path / "store"))
-    store.apply("scifact", upserts, [], [])
+    store.apply("scifact", documents, model_id="random", model_version="1", vectors=vectors)
     assert store.count_chunks() == 5183
     report = evaluate_retriever(Retriever(store), data.queries, data.qrels, ["bm25"])
     bm25 = report.strategies["bm25"]

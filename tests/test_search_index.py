@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import bm25s
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from mdp.config import RetrievalConfig
+from mdp.records import ChunkedDocument
 from mdp.retrieval import Retriever, clear_index_cache
 from mdp.schemas import Chunk, Document, sha256_bytes, text_hash
 from mdp.search_index import (
@@ -63,7 +65,10 @@ def _vectors(n: int, seed: int = 0, dim: int = 16) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def _doc(name: str, texts: list[str], vectors: np.ndarray) -> tuple[Document, list[Chunk], np.ndarray]:
+Entry = tuple[ChunkedDocument, dict[str, np.ndarray]]  # a document and its chunks' vectors
+
+
+def _doc(name: str, texts: list[str], vectors: np.ndarray) -> Entry:
     doc_id = f"{SOURCE}:{name}"
     document = Document(
         id=doc_id,
@@ -78,7 +83,13 @@ def _doc(name: str, texts: list[str], vectors: np.ndarray) -> tuple[Document, li
         Chunk(id=Chunk.make_id(doc_id, i), document_id=doc_id, text=t, position=i, token_count=len(t.split()))
         for i, t in enumerate(texts)
     ]
-    return document, chunks, vectors
+    return ChunkedDocument(document, chunks), dict(zip((c.text_hash for c in chunks), vectors, strict=True))
+
+
+def _apply(store: VectorStore, entries: list[Entry], deleted: Sequence[str] = ()) -> None:
+    vectors = {h: v for _, by_hash in entries for h, v in by_hash.items()}
+    documents = [document for document, _ in entries]
+    store.apply(SOURCE, documents, [], deleted, model_id="m", model_version="1", vectors=vectors)
 
 
 def _store(tmp_path: Path, n_docs: int = 40, per_doc: int = 5) -> tuple[VectorStore, list[str], np.ndarray]:
@@ -88,7 +99,7 @@ def _store(tmp_path: Path, n_docs: int = 40, per_doc: int = 5) -> tuple[VectorSt
         _doc(f"d{d}.txt", texts[d * per_doc : (d + 1) * per_doc], vectors[d * per_doc : (d + 1) * per_doc])
         for d in range(n_docs)
     ]
-    store.apply(SOURCE, upserts)
+    _apply(store, upserts)
     return store, texts, vectors
 
 
@@ -120,10 +131,8 @@ def test_base_is_built_once_and_rows_written_since_are_searched_as_delta(tmp_pat
     assert base is not None and len(base) == len(texts) and base.version == store.version()
     # replace one document, delete another, add a new one: no rebuild, a delta
     new_texts = ["a revised passage about zebrafish regeneration", "and its second chunk on fins"]
-    store.apply(
-        SOURCE, [_doc("d1.txt", new_texts, _vectors(2, seed=9))], deleted_document_ids=[f"{SOURCE}:d2.txt"]
-    )
-    store.apply(SOURCE, [_doc("new.txt", ["octopus camouflage uses chromatophores"], _vectors(1, seed=10))])
+    _apply(store, [_doc("d1.txt", new_texts, _vectors(2, seed=9))], deleted=[f"{SOURCE}:d2.txt"])
+    _apply(store, [_doc("new.txt", ["octopus camouflage uses chromatophores"], _vectors(1, seed=10))])
     maintain(store, config)
     assert current_base(store, config).path == base.path  # small change: the base stays
     clear_index_cache()
@@ -156,7 +165,7 @@ def test_large_delta_rebuilds_the_base(tmp_path: Path) -> None:
     config = RetrievalConfig(sentence_share=0.0, delta_rebuild_rows=4)
     maintain(store, config)
     first = current_base(store, config)
-    store.apply(SOURCE, [_doc("big.txt", _texts(6, seed=5), _vectors(6, seed=5))])
+    _apply(store, [_doc("big.txt", _texts(6, seed=5), _vectors(6, seed=5))])
     done = maintain(store, config)
     assert "base" in done and current_base(store, config).path != first.path
     assert Retriever(store, config=config).describe()["delta_rows"] == 0
@@ -193,7 +202,7 @@ def test_retriever_sees_sentence_vectors_added_after_it_loaded_a_version(tmp_pat
     a_texts = ["Alpha opens the first passage here. Zebra sentence matches the query exactly."]
     b_texts = ["Beta passage whose own vector is close to the query."]
     b_vec = (0.8 * near + 0.6 * far)[None, :]
-    store.apply(SOURCE, [_doc("a.txt", a_texts, far[None, :]), _doc("b.txt", b_texts, b_vec)])
+    _apply(store, [_doc("a.txt", a_texts, far[None, :]), _doc("b.txt", b_texts, b_vec)])
     config = RetrievalConfig(vector_weight=1.0, bm25_weight=0.0, sentence_share=1.0)
     clear_index_cache()
     before = Retriever(store, config=config, model_key="m@1")
@@ -221,7 +230,7 @@ def test_manifest_digest_in_arrow_equals_the_documented_formula(tmp_path: Path) 
 
     store = VectorStore(str(tmp_path / "store"))
     names = ["b.txt", "a.txt", "ünï'code.txt", "z/deep.txt"]
-    store.apply(SOURCE, [_doc(n, [f"text of {n}"], _vectors(1, seed=i)) for i, n in enumerate(names)])
+    _apply(store, [_doc(n, [f"text of {n}"], _vectors(1, seed=i)) for i, n in enumerate(names)])
     h = hashlib.sha256()
     for doc_id, entry in sorted(store.manifest().items()):
         h.update(f"{doc_id}\t{entry.content_hash}\n".encode())

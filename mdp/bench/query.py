@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from mdp.records import ChunkedDocument
 from mdp.retrieval import RetrievalConfig, Retriever, clear_index_cache
 from mdp.schemas import Chunk, Document, sha256_bytes, text_hash
 from mdp.sentences import chunk_sentences
@@ -73,7 +74,7 @@ def synthetic_corpus(n_chunks: int, seed: int = 0) -> tuple[list[str], np.ndarra
 
 def build_store(uri: str, texts: list[str], vectors: np.ndarray) -> VectorStore:
     store = VectorStore(uri)
-    upserts = []
+    documents = []
     for start in range(0, len(texts), CHUNKS_PER_DOC):
         doc_id = f"bench:doc{start // CHUNKS_PER_DOC}.txt"
         document = Document(
@@ -96,8 +97,12 @@ def build_store(uri: str, texts: list[str], vectors: np.ndarray) -> VectorStore:
             )
             for i, t in enumerate(part)
         ]
-        upserts.append((document, chunks, vectors[start : start + len(part)]))
-    store.apply("bench", upserts, [], [], run_id="bench")
+        documents.append(ChunkedDocument(document, chunks))
+    model_id, model_version = SENTENCE_MODEL_KEY.split("@")
+    by_hash = dict(zip((text_hash(t) for t in texts), vectors, strict=True))
+    store.apply(
+        "bench", documents, model_id=model_id, model_version=model_version, run_id="bench", vectors=by_hash
+    )
     return store
 
 

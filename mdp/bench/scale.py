@@ -75,7 +75,8 @@ def _bank() -> Any:
 
 # ------------------------------------------------------------------ roles (each in its own process)
 def role_build(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
-    from mdp.schemas import Chunk, Document, sha256_bytes
+    from mdp.records import ChunkedDocument
+    from mdp.schemas import Chunk, Document, sha256_bytes, text_hash
     from mdp.search_index import build_base
     from mdp.store import VectorStore
 
@@ -88,7 +89,7 @@ def role_build(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
     for start in range(0, n, per_batch):
         count = min(per_batch, n - start)
         texts, vectors, _ = passages(bank, start, count, neighbours)
-        upserts = []
+        documents = []
         for d in range(0, count, CHUNKS_PER_DOC):
             number = (start + d) // CHUNKS_PER_DOC
             doc_id = f"{SOURCE}:doc{number}.txt"
@@ -112,8 +113,16 @@ def role_build(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
                 )
                 for i, t in enumerate(part)
             ]
-            upserts.append((document, chunks, vectors[d : d + len(part)]))
-        store.apply(SOURCE, upserts, run_id="scale-build", model_id="scale-mixture", model_version="1")
+            documents.append(ChunkedDocument(document, chunks))
+        by_hash = dict(zip((text_hash(t) for t in texts), vectors, strict=True))
+        store.apply(
+            SOURCE,
+            documents,
+            model_id="scale-mixture",
+            model_version="1",
+            run_id="scale-build",
+            vectors=by_hash,
+        )
         print(f"scale build: {start + count:,}/{n:,} chunks", file=sys.stderr, flush=True)
     write_s = time.perf_counter() - started
     t0 = time.perf_counter()
