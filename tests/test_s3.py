@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import boto3
 import pytest
 from conftest import TINY_DOCUMENTS
@@ -35,7 +37,8 @@ def test_pipeline_indexes_into_s3_and_reads_back(s3_endpoint, tiny_corpus, encod
     monkeypatch.setenv("MDP_TEST_S3_SECRET", "mdp")
     config = MdpConfig(sources=[SourceConfig(name="tiny", root=tiny_corpus)])
     config.parsing.workers = 2
-    config.store.uri = "s3://mdp-index/stores/tiny"
+    # unique per run: a remote store's search base is cached locally under its URI
+    config.store.uri = f"s3://mdp-index/stores/tiny-{uuid.uuid4().hex[:8]}"
     config.store.storage_options = {
         "aws_access_key_id": "mdp",
         "aws_secret_access_key": "${MDP_TEST_S3_SECRET}",  # read from the environment
@@ -63,44 +66,6 @@ def test_pipeline_indexes_into_s3_and_reads_back(s3_endpoint, tiny_corpus, encod
         aws_secret_access_key="mdp",
         region_name="us-east-1",
     )
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mdp-index", Prefix="stores/tiny/")["Contents"]]
-    assert any(k.startswith("stores/tiny/chunks.lance/") for k in keys)
-
-
-def test_a_store_made_again_at_the_same_uri_is_not_searched_with_the_old_ones_index(
-    s3_endpoint, tmp_path, encoder, monkeypatch
-):
-    """A remote store's search base lives in a local cache folder keyed by the URI; a store deleted
-    and built again there (other rows under the same row ids) must not be searched through it."""
-    monkeypatch.setenv("MDP_TEST_S3_SECRET", "mdp")
-    bucket = boto3.resource(
-        "s3",
-        endpoint_url=s3_endpoint,
-        aws_access_key_id="mdp",
-        aws_secret_access_key="mdp",
-        region_name="us-east-1",
-    ).Bucket("mdp-index")
-    facts = {
-        "first": ["Bananas are rich in potassium.", "Glaciers carve deep valleys into mountains."],
-        "second": ["Glaciers carve deep valleys into mountains.", "Bananas are rich in potassium."],
-    }
-    for name, texts in facts.items():
-        corpus = tmp_path / name
-        corpus.mkdir()
-        for i, text in enumerate(texts):
-            (corpus / f"{name}-{i}.txt").write_text(text + "\n")
-        config = MdpConfig(sources=[SourceConfig(name="facts", root=corpus)])
-        config.parsing.workers = 1
-        config.store.uri = "s3://mdp-index/stores/remade"
-        config.store.storage_options = {
-            "aws_access_key_id": "mdp",
-            "aws_secret_access_key": "${MDP_TEST_S3_SECRET}",
-            "aws_endpoint": s3_endpoint,
-            "aws_region": "us-east-1",
-            "allow_http": "true",
-        }
-        bucket.objects.filter(Prefix="stores/remade/").delete()  # the store is deleted, then made again
-        run_ingest(config, encoder=encoder)
-        store = VectorStore.from_config(config.store, read_only=True)
-        hit = Retriever(store, encoder).search("potassium in bananas", strategy="hybrid", k=1)[0]
-        assert "Bananas" in hit.text, (name, hit.document_id, hit.text)
+    prefix = config.store.uri.removeprefix("s3://mdp-index/") + "/"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="mdp-index", Prefix=prefix)["Contents"]]
+    assert any("/chunks.lance/" in k for k in keys)
