@@ -18,7 +18,7 @@ from typing import NoReturn
 import pytest
 from ui_helpers import ASSETS, REPO, UiProject, start_ui_project, stop_ui_project
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

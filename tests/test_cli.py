@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # whole `mdp` runs in child processes
+
 MDP = [sys.executable, "-m", "mdp_cli"]
 
 

@@ -12,7 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import shared_path
+
+pytestmark = pytest.mark.slow  # the 55 shared PDFs through the CLI, with OCR
 
 # User passwords, as the manifest's notes give them.
 PASSWORDS = {

@@ -188,6 +188,7 @@ def test_sensor_adds_new_sources_and_requests_changed_ones(tmp_path, tiny_corpus
     assert [r.partition_key for r in changed.run_requests] == ["tiny"]
 
 
+@pytest.mark.slow
 def test_eval_regression_check_blocks_publishing(tmp_path, tiny_corpus, instance):
     """A drop in the primary strategy's nDCG@10 fails the blocking check: downstream is skipped."""
     config = _write_config(tmp_path, tiny_corpus)
@@ -261,6 +262,7 @@ def test_eval_writes_its_own_queries_with_mlx_lm_when_none_are_labelled(tmp_path
     assert 0.0 <= mat.metadata["hybrid/ndcg@10"].value <= 1.0
 
 
+@pytest.mark.slow
 def test_nightly_compaction_keeps_the_index_readable_and_drops_old_versions(tmp_path, tiny_corpus, instance):
     from mdp.store import VectorStore
 

@@ -102,6 +102,7 @@ def compiled_encoder():
     return SentenceEncoder(compiled=True)
 
 
+@pytest.mark.slow
 def test_compiled_batches_have_few_shapes_and_keep_every_text(compiled_encoder, monkeypatch) -> None:
     texts = [("word " * n).strip() for n in range(0, 300, 7)]
     ids = compiled_encoder.token_ids(texts)
@@ -129,6 +130,7 @@ def test_compiled_batches_have_few_shapes_and_keep_every_text(compiled_encoder, 
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_compiled_path_matches_the_cpu_kernels(encoder, compiled_encoder) -> None:
     from test_encoder import TEXTS as VARIED
 
@@ -136,6 +138,7 @@ def test_compiled_path_matches_the_cpu_kernels(encoder, compiled_encoder) -> Non
     assert cosine.min() >= 0.9999, VARIED[int(np.argmin(cosine))][:60]
 
 
+@pytest.mark.slow
 def test_pipelined_chunks_equal_one_chunk(compiled_encoder, monkeypatch) -> None:
     import mdp.encoder as encoder_module
 

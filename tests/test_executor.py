@@ -22,7 +22,7 @@ from ui_helpers import (
     write_tiny_project,
 )
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 TESTS = Path(__file__).resolve().parent
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a 200-file corpus through the CLI, kill -9 and concurrent runs
+
 N_DOCS = 200
 MDP = [sys.executable, "-m", "mdp_cli"]
 

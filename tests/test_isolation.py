@@ -145,6 +145,7 @@ def _run(root: Path, **parsing: object) -> list[FileOutcome]:
     return outcomes
 
 
+@pytest.mark.slow
 def test_hang_crash_and_memory_are_quarantined_and_the_pool_recovers(tmp_path: Path) -> None:
     names = [
         "a.tok",

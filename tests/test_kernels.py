@@ -339,6 +339,7 @@ def test_build_script_falls_back_instead_of_failing(python, path, expected) -> N
     assert expected in run.stderr and "falls back to MLX ops" in run.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", [[], ["-DMDPK_NO_CLONES"]], ids=["dispatched", "portable"])
 def test_row_kernels_in_every_build_flavour(tmp_path, flags) -> None:
     """The C++ row kernels against float64 in C++: as dispatched on this CPU, and as the portable

@@ -11,6 +11,8 @@ import dagster as dg
 import pytest
 from tiny_bert import build_tiny_bert
 
+pytestmark = pytest.mark.slow  # make run, a UI materialization and mdp query with another model
+
 TINY_ID = "mdp-tests/tiny-bert-32d-seed0"
 
 

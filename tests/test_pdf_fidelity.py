@@ -192,6 +192,7 @@ def test_scanned_pdf_with_ocr_off_says_how_to_turn_it_on(tmp_path: Path) -> None
     )
 
 
+@pytest.mark.slow  # OCR fallback path, several seconds
 def test_scanned_pdf_without_tesseract_says_how_to_install_it(tmp_path: Path) -> None:
     scan = _scanned_pdf(tmp_path / "scan.pdf")
     script = textwrap.dedent(

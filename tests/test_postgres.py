@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from ui_helpers import INGEST_CHECKS, REPO, SOURCE_NAME, TINY_FILES, make_dagster_home, write_tiny_project
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 DEFAULT_URL = "postgresql://mdp:mdp@127.0.0.1:55432/mdp"  # what scripts/ci-services.sh sets up
 PG_YAML = REPO / "deploy" / "dagster-postgres.yaml"

@@ -15,10 +15,13 @@ from mdp.store import VectorStore
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
-pytestmark = pytest.mark.skipif(
-    not SCIFACT.exists(),
-    reason=f"SciFact is not available at {SCIFACT}: the shared data folder (../shared) is absent",
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not SCIFACT.exists(),
+        reason=f"SciFact is not available at {SCIFACT}: the shared data folder (../shared) is absent",
+    ),
+]
 
 
 def test_bm25_ndcg_on_scifact(tmp_path: Path) -> None:

@@ -280,6 +280,7 @@ def _writer(uri: str, worker: int, rounds: int) -> None:
         )
 
 
+@pytest.mark.slow
 def test_two_processes_applying_concurrently_end_consistent(tmp_path: Path) -> None:
     uri = str(tmp_path / "store")
     ctx = mp.get_context("spawn")

@@ -29,7 +29,7 @@ from ui_helpers import (
     stop_ui_project,
 )
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="session")
