@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 import pytest
-from tiny_st_model import build_tiny_st_model
+from tiny_bert import build_tiny_bert
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -153,7 +153,7 @@ def test_pipelined_chunks_equal_one_chunk(compiled_encoder, monkeypatch) -> None
 def test_reduced_precision_is_checked_and_recorded(tmp_path) -> None:
     from mdp.encoder import SentenceEncoder
 
-    folder = build_tiny_st_model(tmp_path / "tiny")
+    folder = build_tiny_bert(tmp_path / "tiny")
     encoder = SentenceEncoder(folder, dtype="bfloat16")
     info = encoder.info()
     assert info["dtype"] == "bfloat16" and info["dtype_requested"] == "bfloat16"
@@ -165,7 +165,7 @@ def test_reduced_precision_is_checked_and_recorded(tmp_path) -> None:
 def test_reduced_precision_falls_back_when_parity_fails(tmp_path, monkeypatch) -> None:
     import mdp.encoder as encoder_module
 
-    folder = build_tiny_st_model(tmp_path / "tiny")
+    folder = build_tiny_bert(tmp_path / "tiny")
     monkeypatch.setattr(encoder_module, "MIN_PARITY_COSINE", 1.5)  # nothing can pass
     with pytest.warns(RuntimeWarning, match="fell back to float32"):
         encoder = encoder_module.SentenceEncoder(folder, dtype="float16")
@@ -190,7 +190,7 @@ def test_prompts_follow_sentence_transformers(tmp_path, include_prompt: bool) ->
     from mdp.encoder import SentenceEncoder
 
     prompts = {"query": "query: ", "passage": "passage: "}
-    folder = build_tiny_st_model(tmp_path / "tiny", prompts=prompts, include_prompt=include_prompt)
+    folder = build_tiny_bert(tmp_path / "tiny", prompts=prompts, include_prompt=include_prompt)
     encoder = SentenceEncoder(folder)
     assert (encoder.query_prompt, encoder.document_prompt) == ("query: ", "passage: ")
     st = _st(folder)
@@ -206,7 +206,7 @@ def test_prompts_follow_sentence_transformers(tmp_path, include_prompt: bool) ->
 def test_default_prompt_name_and_overrides(tmp_path) -> None:
     from mdp.encoder import SentenceEncoder
 
-    folder = build_tiny_st_model(
+    folder = build_tiny_bert(
         tmp_path / "tiny",
         prompts={"query": "query: ", "classification": "classify: "},
         default_prompt_name="classification",
@@ -226,7 +226,7 @@ def test_prompt_overrides_from_config(tmp_path) -> None:
     from mdp.config import ModelConfig
     from mdp.encoder import SentenceEncoder
 
-    folder = build_tiny_st_model(tmp_path / "tiny", prompts={"query": "query: "})
+    folder = build_tiny_bert(tmp_path / "tiny", prompts={"query": "query: "})
     model = ModelConfig(path=folder, query_prompt="search_query: ", document_prompt="search_document: ")
     encoder = SentenceEncoder.from_config(model)
     assert (encoder.query_prompt, encoder.document_prompt) == ("search_query: ", "search_document: ")
@@ -237,7 +237,7 @@ def test_prompt_overrides_from_config(tmp_path) -> None:
 def test_unknown_default_prompt_name_is_a_clear_error(tmp_path) -> None:
     from mdp.encoder import SentenceEncoder
 
-    folder = build_tiny_st_model(tmp_path / "tiny", prompts={"query": "q: "}, default_prompt_name="passage")
+    folder = build_tiny_bert(tmp_path / "tiny", prompts={"query": "q: "}, default_prompt_name="passage")
     with pytest.raises(ValueError, match="default_prompt_name 'passage'"):
         SentenceEncoder(folder)
 
