@@ -4,9 +4,11 @@ decides whether the file must be read again next run."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mdp.schemas import Chunk, Document, QuarantineRecord
+from mdp.ids import document_id
+from mdp.schemas import Chunk, Document, QuarantineRecord, sha256_bytes
 
 
 @dataclass(frozen=True)
@@ -37,3 +39,30 @@ class QuarantinedDocument:
         if not self.record.document_id:
             raise ValueError(f"quarantine record for {self.record.path} has no document id")
         return self.record.document_id
+
+
+def text_document(
+    source: str,
+    relpath: str,
+    texts: Sequence[str],
+    *,
+    format: str = "text",
+    external_id: str | None = None,
+) -> ChunkedDocument:
+    """A document whose chunk texts are given (benchmarks and tests that skip parsing), with the
+    ids the pipeline would give it: the document's from mdp.ids, its chunks' from ``Chunk.make_id``."""
+    doc_id = document_id(source, relpath)
+    document = Document(
+        id=doc_id,
+        source=source,
+        uri=f"file:///{source}/{relpath}",
+        path=f"/{source}/{relpath}",
+        external_id=relpath if external_id is None else external_id,
+        content_hash=sha256_bytes("\n".join(texts).encode()),
+        format=format,
+    )
+    chunks = [
+        Chunk(id=Chunk.make_id(doc_id, i), document_id=doc_id, text=t, position=i, token_count=len(t.split()))
+        for i, t in enumerate(texts)
+    ]
+    return ChunkedDocument(document, chunks)

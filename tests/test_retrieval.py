@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mdp.records import ChunkedDocument
+from mdp.records import ChunkedDocument, text_document
 from mdp.retrieval import RetrievalConfig, Retriever, rrf_fuse, weighted_fuse
-from mdp.schemas import Chunk, Document, sha256_bytes
 from mdp.store import ApplyResult, VectorStore
 
 DIM = 256
@@ -55,21 +54,7 @@ ENCODER = HashEncoder()
 
 
 def doc_entry(name: str, parts: list[str]) -> ChunkedDocument:
-    doc_id = f"{SOURCE}:{name}"
-    document = Document(
-        id=doc_id,
-        source=SOURCE,
-        uri=f"file:///kb/{name}",
-        path=f"/kb/{name}",
-        external_id=name,
-        content_hash=sha256_bytes("\n".join(parts).encode()),
-        format="markdown",
-    )
-    chunks = [
-        Chunk(id=Chunk.make_id(doc_id, i), document_id=doc_id, text=t, position=i, token_count=len(t.split()))
-        for i, t in enumerate(parts)
-    ]
-    return ChunkedDocument(document, chunks)
+    return text_document(SOURCE, name, parts, format="markdown")
 
 
 def index(store: VectorStore, documents: list[ChunkedDocument], deleted: Sequence[str] = ()) -> ApplyResult:

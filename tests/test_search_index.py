@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from mdp.config import RetrievalConfig
-from mdp.records import ChunkedDocument
+from mdp.records import ChunkedDocument, text_document
 from mdp.retrieval import Retriever, clear_index_cache
-from mdp.schemas import Chunk, Document, sha256_bytes, text_hash
+from mdp.schemas import Chunk, text_hash
 from mdp.search_index import (
     Analyzer,
     DeltaBM25,
@@ -69,21 +69,8 @@ Entry = tuple[ChunkedDocument, dict[str, np.ndarray]]  # a document and its chun
 
 
 def _doc(name: str, texts: list[str], vectors: np.ndarray) -> Entry:
-    doc_id = f"{SOURCE}:{name}"
-    document = Document(
-        id=doc_id,
-        source=SOURCE,
-        uri=f"file:///kb/{name}",
-        path=f"/kb/{name}",
-        external_id=name,
-        content_hash=sha256_bytes("\n".join(texts).encode()),
-        format="text",
-    )
-    chunks = [
-        Chunk(id=Chunk.make_id(doc_id, i), document_id=doc_id, text=t, position=i, token_count=len(t.split()))
-        for i, t in enumerate(texts)
-    ]
-    return ChunkedDocument(document, chunks), dict(zip((c.text_hash for c in chunks), vectors, strict=True))
+    item = text_document(SOURCE, name, texts)
+    return item, dict(zip((c.text_hash for c in item.chunks), vectors, strict=True))
 
 
 def _apply(store: VectorStore, entries: list[Entry], deleted: Sequence[str] = ()) -> None:

@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from mdp.records import ChunkedDocument
+from mdp.records import text_document
 from mdp.retrieval import RetrievalConfig, Retriever, clear_index_cache
-from mdp.schemas import Chunk, Document, sha256_bytes, text_hash
+from mdp.schemas import text_hash
 from mdp.sentences import chunk_sentences
 from mdp.store import CHUNKS, VectorStore
 
@@ -76,28 +76,8 @@ def build_store(uri: str, texts: list[str], vectors: np.ndarray) -> VectorStore:
     store = VectorStore(uri)
     documents = []
     for start in range(0, len(texts), CHUNKS_PER_DOC):
-        doc_id = f"bench:doc{start // CHUNKS_PER_DOC}.txt"
-        document = Document(
-            id=doc_id,
-            source="bench",
-            uri=f"file:///bench/doc{start}.txt",
-            path=f"/bench/doc{start}.txt",
-            external_id=f"doc{start // CHUNKS_PER_DOC}.txt",
-            content_hash=sha256_bytes(doc_id.encode()),
-            format="text",
-        )
-        part = texts[start : start + CHUNKS_PER_DOC]
-        chunks = [
-            Chunk(
-                id=Chunk.make_id(doc_id, i),
-                document_id=doc_id,
-                text=t,
-                position=i,
-                token_count=len(t.split()),
-            )
-            for i, t in enumerate(part)
-        ]
-        documents.append(ChunkedDocument(document, chunks))
+        name = f"doc{start // CHUNKS_PER_DOC}.txt"
+        documents.append(text_document("bench", name, texts[start : start + CHUNKS_PER_DOC]))
     model_id, model_version = SENTENCE_MODEL_KEY.split("@")
     by_hash = dict(zip((text_hash(t) for t in texts), vectors, strict=True))
     store.apply(

@@ -75,8 +75,8 @@ def _bank() -> Any:
 
 # ------------------------------------------------------------------ roles (each in its own process)
 def role_build(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
-    from mdp.records import ChunkedDocument
-    from mdp.schemas import Chunk, Document, sha256_bytes, text_hash
+    from mdp.records import text_document
+    from mdp.schemas import text_hash
     from mdp.search_index import build_base
     from mdp.store import VectorStore
 
@@ -92,28 +92,7 @@ def role_build(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
         documents = []
         for d in range(0, count, CHUNKS_PER_DOC):
             number = (start + d) // CHUNKS_PER_DOC
-            doc_id = f"{SOURCE}:doc{number}.txt"
-            document = Document(
-                id=doc_id,
-                source=SOURCE,
-                uri=f"file:///scale/doc{number}.txt",
-                path=f"/scale/doc{number}.txt",
-                external_id=f"doc{number}",
-                content_hash=sha256_bytes(doc_id.encode()),
-                format="text",
-            )
-            part = texts[d : d + CHUNKS_PER_DOC]
-            chunks = [
-                Chunk(
-                    id=Chunk.make_id(doc_id, i),
-                    document_id=doc_id,
-                    text=t,
-                    position=i,
-                    token_count=len(t.split()),
-                )
-                for i, t in enumerate(part)
-            ]
-            documents.append(ChunkedDocument(document, chunks))
+            documents.append(text_document(SOURCE, f"doc{number}.txt", texts[d : d + CHUNKS_PER_DOC]))
         by_hash = dict(zip((text_hash(t) for t in texts), vectors, strict=True))
         store.apply(
             SOURCE,
