@@ -690,10 +690,11 @@ def build_vector_index(store: VectorStore, config: RetrievalConfig, log: Log | N
 
 def _version_written_at(store: VectorStore, version: int) -> str | None:
     """When ``version`` of the chunks table was committed: with its number, it tells this store's
-    version apart from the same number of a store deleted and made again at the same URI."""
-    for info in store.versions():
-        if info.version == int(version):
-            return info.timestamp.isoformat()
+    version apart from the same number of a store deleted and made again at the same URI. Read from
+    LanceDB's version list alone (``store.versions()`` would also count rows per version)."""
+    for info in store.lance_table().list_versions():
+        if int(info["version"]) == int(version):
+            return str(info["timestamp"])
     return None
 
 
